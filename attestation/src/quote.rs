@@ -1,0 +1,414 @@
+//! TDX quotes (v4 and v5; TD1.0, TD1.5 and TD1.5-ex bodies).
+//!
+//! ```text
+//! v4: | header 48 | TD report body 584          | u32 auth len | auth data ... |
+//! v5: | header 48 | u16 type | u32 size | body  | u32 auth len | auth data ... |
+//!                   2 = TD1.0 (584), 3 = TD1.5 (648), 4 = TD1.5-ex (885)
+//! header: u16 version | u16 att key type | u32 tee type (0x81 = TDX) | u16 qe svn |
+//!         u16 pce svn | 16 qe vendor id | 20 user data
+//! ```
+//!
+//! Decoding is dcap-qvl's (the same code that later verifies the signatures);
+//! this module adds what a user of evidence needs: hex input, padding rules,
+//! TDX-only checks and named accessors.
+
+use std::fmt;
+
+use dcap_qvl::quote::{Quote as RawQuote, Report, TDAttributes, TDReport10};
+use serde::Serialize;
+use tessella_measurements::{Digest48, TdMeasurements};
+
+/// The 6-byte platform model id of the PCK certificate that collateral is keyed by.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fmspc(pub [u8; 6]);
+
+impl fmt::Display for Fmspc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode_upper(self.0))
+    }
+}
+
+impl fmt::Debug for Fmspc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fmspc({self})")
+    }
+}
+
+impl Serialize for Fmspc {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::str::FromStr for Fmspc {
+    type Err = hex::FromHexError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        hex::decode_to_slice(s.trim(), &mut out)?;
+        Ok(Fmspc(out))
+    }
+}
+
+/// Why bytes are not a usable TDX quote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuoteError {
+    /// No bytes at all.
+    #[error("quote is empty")]
+    Empty,
+    /// Text input that is not hex.
+    #[error("quote text is not valid hex: {0}")]
+    Hex(String),
+    /// Fewer bytes than the structure needs.
+    #[error("quote is truncated ({len} bytes): {detail}")]
+    Truncated {
+        /// Bytes given.
+        len: usize,
+        /// What ran out.
+        detail: String,
+    },
+    /// A header version other than 4 or 5.
+    #[error("unsupported quote version {0} (TDX quotes are version 4 or 5)")]
+    UnsupportedVersion(u16),
+    /// An SGX (or unknown TEE) quote.
+    #[error("not a TDX quote (TEE type {0:#x}, expected 0x81)")]
+    NotTdx(u32),
+    /// Structurally invalid.
+    #[error("malformed quote: {0}")]
+    Malformed(String),
+    /// Non-zero bytes after the quote's end.
+    #[error("{extra} unexpected non-zero bytes after the quote's end at offset {end}")]
+    TrailingData {
+        /// Length of the quote proper.
+        end: usize,
+        /// Bytes after it.
+        extra: usize,
+    },
+    /// The PCK certificate (and so the FMSPC) cannot be read from the quote.
+    #[error("cannot read the PCK certificate from the quote: {0}")]
+    Pck(String),
+}
+
+/// Which TD report body a quote carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TdBody {
+    /// TDX 1.0 report (584 bytes).
+    #[serde(rename = "TD1.0")]
+    Td10,
+    /// TDX 1.5 report (648 bytes: adds TEE_TCB_SVN2 and MRSERVICETD).
+    #[serde(rename = "TD1.5")]
+    Td15,
+    /// TDX 1.5 extended report (885 bytes).
+    #[serde(rename = "TD1.5-ex")]
+    Td15Ex,
+}
+
+impl fmt::Display for TdBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TdBody::Td10 => "TD1.0",
+            TdBody::Td15 => "TD1.5",
+            TdBody::Td15Ex => "TD1.5-ex",
+        })
+    }
+}
+
+/// TD attributes decoded into named flags (Intel TDX module ABI, table 3.23).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TdAttributes {
+    raw: [u8; 8],
+}
+
+impl TdAttributes {
+    /// Wrap the 8 bytes as they appear in the report.
+    pub fn from_bytes(raw: [u8; 8]) -> Self {
+        TdAttributes { raw }
+    }
+
+    /// The bytes as in the report.
+    pub fn bytes(&self) -> [u8; 8] {
+        self.raw
+    }
+
+    /// DEBUG (bit 0): the host can read and change the TD. Never trusted.
+    pub fn debug(&self) -> bool {
+        self.raw[0] & 1 != 0
+    }
+
+    /// The names of all set flags, in bit order; unknown set bits are named `reserved`.
+    pub fn flags(&self) -> Vec<&'static str> {
+        // dcap-qvl's parser cannot fail on 8 bytes; should that change, name the
+        // bits reserved, which every policy refuses.
+        let Ok(p) = TDAttributes::parse(self.raw) else {
+            return vec!["reserved"];
+        };
+        let mut out = Vec::new();
+        let named = [
+            (self.debug(), "debug"),
+            (self.raw[0] & 0x70 != 0, "profiling"),
+            (p.sec.icssd, "icssd"),
+            (p.sec.servtd_ext, "servtd_ext"),
+            (p.sec.lass, "lass"),
+            (p.sec.sept_ve_disable, "sept_ve_disable"),
+            (p.sec.migratable, "migratable"),
+            (p.sec.pks, "pks"),
+            (p.sec.kl, "kl"),
+            (p.other.tpa, "tpa"),
+            (p.other.perfmon, "perfmon"),
+            (p.reserved != 0, "reserved"),
+        ];
+        for (set, name) in named {
+            if set {
+                out.push(name);
+            }
+        }
+        out
+    }
+}
+
+impl Serialize for TdAttributes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("TdAttributes", 2)?;
+        st.serialize_field("hex", &hex::encode(self.raw))?;
+        st.serialize_field("flags", &self.flags())?;
+        st.end()
+    }
+}
+
+/// A parsed TDX quote and its exact bytes (padding removed).
+#[derive(Clone)]
+pub struct Quote {
+    raw: Vec<u8>,
+    parsed: RawQuote,
+    td: TDReport10,
+}
+
+impl fmt::Debug for Quote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Quote")
+            .field("version", &self.version())
+            .field("body", &self.body())
+            .field("len", &self.raw.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Header bytes before the body.
+const HEADER_LEN: usize = 48;
+const TEE_TYPE_TDX: u32 = 0x81;
+
+impl Quote {
+    /// Parse quote bytes, or hex text (optional `0x`, surrounding whitespace).
+    pub fn decode(input: &[u8]) -> Result<Self, QuoteError> {
+        if looks_like_hex(input) {
+            Self::from_hex(input)
+        } else {
+            Self::parse(input)
+        }
+    }
+
+    /// Parse hex text into a quote.
+    pub fn from_hex(text: &[u8]) -> Result<Self, QuoteError> {
+        let text = std::str::from_utf8(text).map_err(|e| QuoteError::Hex(e.to_string()))?;
+        let t = text.trim();
+        let t = t
+            .strip_prefix("0x")
+            .or_else(|| t.strip_prefix("0X"))
+            .unwrap_or(t);
+        let bytes = hex::decode(t).map_err(|e| QuoteError::Hex(e.to_string()))?;
+        Self::parse(&bytes)
+    }
+
+    /// Parse binary quote bytes. Zero padding after the quote is tolerated
+    /// (some tools write quotes into fixed-size buffers); any other trailing
+    /// byte is an error.
+    pub fn parse(bytes: &[u8]) -> Result<Self, QuoteError> {
+        if bytes.is_empty() {
+            return Err(QuoteError::Empty);
+        }
+        if bytes.len() < HEADER_LEN {
+            return Err(QuoteError::Truncated {
+                len: bytes.len(),
+                detail: format!("the header alone is {HEADER_LEN} bytes"),
+            });
+        }
+        let version = u16::from_le_bytes([bytes[0], bytes[1]]);
+        if !(4..=5).contains(&version) {
+            return Err(QuoteError::UnsupportedVersion(version));
+        }
+        let tee_type = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+        if tee_type != TEE_TYPE_TDX {
+            return Err(QuoteError::NotTdx(tee_type));
+        }
+        let parsed = RawQuote::parse(bytes).map_err(|e| {
+            let detail = format!("{e:#}");
+            if detail.contains("Not enough data") {
+                QuoteError::Truncated {
+                    len: bytes.len(),
+                    detail,
+                }
+            } else {
+                QuoteError::Malformed(detail)
+            }
+        })?;
+        let td = match parsed.report.as_td10() {
+            Some(td) => td.clone(),
+            None => return Err(QuoteError::NotTdx(tee_type)),
+        };
+        // The decoder ignores what follows the auth data; find where that is.
+        let signed = parsed.signed_length();
+        let auth_len = bytes
+            .get(signed..signed + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| QuoteError::Malformed("auth data length missing".into()))?;
+        let end = signed + 4 + auth_len;
+        let rest = bytes.get(end..).unwrap_or_default();
+        if rest.iter().any(|&b| b != 0) {
+            return Err(QuoteError::TrailingData {
+                end,
+                extra: rest.len(),
+            });
+        }
+        Ok(Quote {
+            raw: bytes[..end.min(bytes.len())].to_vec(),
+            parsed,
+            td,
+        })
+    }
+
+    /// The quote's exact bytes, without padding: what the signature covers.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// dcap-qvl's decoded form, for callers that need fields not exposed here.
+    pub fn raw(&self) -> &RawQuote {
+        &self.parsed
+    }
+
+    /// Header version, 4 or 5.
+    pub fn version(&self) -> u16 {
+        self.parsed.header.version
+    }
+
+    /// The body type.
+    pub fn body(&self) -> TdBody {
+        match &self.parsed.report {
+            Report::TD15(_) => TdBody::Td15,
+            Report::TD15Ex(_) => TdBody::Td15Ex,
+            _ => TdBody::Td10,
+        }
+    }
+
+    /// MRTD, RTMR0-3, MRCONFIGID, MROWNER, MROWNERCONFIG, TD attributes, XFAM.
+    /// Unverified until the quote passes [`crate::Verifier`].
+    pub fn measurements(&self) -> TdMeasurements {
+        measurements_of(&self.td)
+    }
+
+    /// TD attributes with named flags.
+    pub fn td_attributes(&self) -> TdAttributes {
+        TdAttributes::from_bytes(self.td.td_attributes)
+    }
+
+    /// XFAM as a little-endian integer.
+    pub fn xfam(&self) -> u64 {
+        u64::from_le_bytes(self.td.xfam)
+    }
+
+    /// TEE_TCB_SVN (the TDX module's security version at launch).
+    pub fn tee_tcb_svn(&self) -> [u8; 16] {
+        self.td.tee_tcb_svn
+    }
+
+    /// MRSEAM, the TDX module's measurement.
+    pub fn mr_seam(&self) -> Digest48 {
+        Digest48(self.td.mr_seam)
+    }
+
+    /// The 64 bytes the TD chose to bind into the quote.
+    pub fn report_data(&self) -> [u8; 64] {
+        self.td.report_data
+    }
+
+    /// The FMSPC from the PCK certificate embedded in the quote.
+    pub fn fmspc(&self) -> Result<Fmspc, QuoteError> {
+        dcap_qvl::intel::quote_fmspc(&self.parsed)
+            .map(Fmspc)
+            .map_err(|e| QuoteError::Pck(format!("{e:#}")))
+    }
+}
+
+/// The measurement registers of a TD report.
+pub(crate) fn measurements_of(r: &TDReport10) -> TdMeasurements {
+    TdMeasurements {
+        mrtd: Digest48(r.mr_td),
+        rtmr: [
+            Digest48(r.rt_mr0),
+            Digest48(r.rt_mr1),
+            Digest48(r.rt_mr2),
+            Digest48(r.rt_mr3),
+        ],
+        mrconfigid: Digest48(r.mr_config_id),
+        mrowner: Digest48(r.mr_owner),
+        mrownerconfig: Digest48(r.mr_owner_config),
+        td_attributes: r.td_attributes,
+        xfam: r.xfam,
+    }
+}
+
+/// True when the input is hex text rather than a binary quote: a binary quote
+/// starts with the version bytes `04 00` or `05 00`, never with ASCII digits.
+fn looks_like_hex(input: &[u8]) -> bool {
+    let t = input.trim_ascii();
+    let t = t
+        .strip_prefix(b"0x")
+        .or_else(|| t.strip_prefix(b"0X"))
+        .unwrap_or(t);
+    !t.is_empty() && t.iter().all(u8::is_ascii_hexdigit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_foreign_inputs_are_typed_errors() {
+        assert_eq!(Quote::parse(&[]).map(|_| ()), Err(QuoteError::Empty));
+        assert!(matches!(
+            Quote::parse(&[4, 0, 2, 0]),
+            Err(QuoteError::Truncated { len: 4, .. })
+        ));
+        let mut sgx = vec![0u8; 64];
+        sgx[0] = 3;
+        assert_eq!(
+            Quote::parse(&sgx).map(|_| ()),
+            Err(QuoteError::UnsupportedVersion(3))
+        );
+        let mut v4sgx = vec![0u8; 64];
+        v4sgx[0] = 4;
+        assert_eq!(Quote::parse(&v4sgx).map(|_| ()), Err(QuoteError::NotTdx(0)));
+        let mut short = vec![0u8; 200];
+        short[0] = 4;
+        short[4] = 0x81;
+        assert!(matches!(
+            Quote::parse(&short),
+            Err(QuoteError::Truncated { len: 200, .. })
+        ));
+        assert!(matches!(Quote::decode(b"0xabc"), Err(QuoteError::Hex(_))));
+        assert!(matches!(Quote::decode(b"hello"), Err(_)));
+    }
+
+    #[test]
+    fn attribute_flags_are_named() {
+        let a = TdAttributes::from_bytes(0x1000_0000u64.to_le_bytes());
+        assert_eq!(a.flags(), vec!["sept_ve_disable"]);
+        assert!(!a.debug());
+        let d = TdAttributes::from_bytes((1u64 | 1 << 63 | 1 << 29).to_le_bytes());
+        assert_eq!(d.flags(), vec!["debug", "migratable", "perfmon"]);
+        assert!(d.debug());
+        let r = TdAttributes::from_bytes((1u64 << 40).to_le_bytes());
+        assert_eq!(r.flags(), vec!["reserved"]);
+    }
+}

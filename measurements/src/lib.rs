@@ -1,0 +1,23 @@
+//! Measurements of a TDX trust domain and the policy file that pins them.
+//!
+//! This crate owns the measurement file format: the JSON document that
+//! `tessella-measure` and `tessella-image` will emit and that the attestation
+//! policy consumes. Keeping the types here (and not in `attestation`) gives the
+//! format one owner that has no cryptographic dependencies, so image tooling can
+//! write it without pulling in quote verification.
+//!
+//! - [`Digest48`], [`Register`] and [`TdMeasurements`]: the values a TD report carries.
+//! - [`MeasurementPolicy`]: the versioned allow-list format, its TCB rules and matching.
+//! - [`flashbots`]: import of the flashbots / cvm-reverse-proxy `measurements.json` array.
+
+mod digest;
+pub mod flashbots;
+mod policy;
+mod register;
+
+pub use digest::{Digest48, HexError};
+pub use policy::{
+    EntryMismatch, MatchedEntry, MeasurementMismatch, MeasurementPolicy, PolicyEntry,
+    PolicyFileError, RegisterMismatch, TcbRules, TcbStatusName, POLICY_FORMAT, POLICY_VERSION,
+};
+pub use register::{Register, TdMeasurements};

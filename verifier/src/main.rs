@@ -1,0 +1,222 @@
+//! `tessella-verify`: check TDX evidence offline, for people and scripts.
+//!
+//! Exit codes: 0 accepted, 1 rejected, 2 bad input or usage.
+
+mod report;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use tessella_attestation::collateral::MAX_COLLATERAL_BYTES;
+use tessella_attestation::measurements::{TcbRules, TcbStatusName};
+use tessella_attestation::{clock, Collateral, CollateralStore, Policy, Quote, Verifier};
+
+use crate::report::{CollateralSource, Report};
+
+/// Largest evidence file read; real quotes are 5-10 KB.
+const MAX_QUOTE_BYTES: u64 = 1 << 20;
+
+#[derive(Parser)]
+#[command(
+    name = "tessella-verify",
+    version,
+    about = "Verify Intel TDX evidence offline",
+    long_about = "Verify Intel TDX evidence offline against Intel's root, collateral and a policy.\n\n\
+                  Exit status: 0 accepted, 1 rejected, 2 bad input or usage."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify a TDX quote (binary or hex text; `-` reads standard input).
+    Quote(QuoteArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlatformFlag {
+    /// PCK certificate of a multi-package platform that can gain packages.
+    DynamicPlatform,
+    /// Platform keys cached by the registration service.
+    CachedKeys,
+    /// Hyper-threading enabled.
+    Smt,
+    /// All three (typical of cloud hosts).
+    All,
+}
+
+#[derive(clap::Args)]
+struct QuoteArgs {
+    /// The quote file.
+    file: PathBuf,
+    /// Collateral: a QuoteCollateralV3 JSON file, or a directory of them (picked by FMSPC).
+    #[arg(long, short)]
+    collateral: PathBuf,
+    /// Measurement policy: a tessella policy file or a flashbots measurements.json.
+    /// Without it, measurements are shown but not checked.
+    #[arg(long, short)]
+    policy: Option<PathBuf>,
+    /// Verification time, Unix seconds or RFC 3339 (default: now).
+    #[arg(long)]
+    now: Option<String>,
+    /// Print a JSON report instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Also accept this TCB status (repeatable), e.g. SWHardeningNeeded.
+    #[arg(long = "allow-status", value_name = "STATUS")]
+    allow_status: Vec<String>,
+    /// Accept a PCK platform flag (repeatable).
+    #[arg(long = "allow-platform-flag", value_enum, value_name = "FLAG")]
+    allow_platform_flag: Vec<PlatformFlag>,
+    /// Refuse platforms affected by this advisory (repeatable), e.g. INTEL-SA-00837.
+    #[arg(long = "reject-advisory", value_name = "ID")]
+    reject_advisory: Vec<String>,
+    /// Refuse collateral older than this TCB evaluation data number.
+    #[arg(long = "min-tcb-eval", value_name = "N")]
+    min_tcb_eval: Option<u32>,
+    /// Require this report_data (128 hex digits).
+    #[arg(long = "report-data", value_name = "HEX")]
+    report_data: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Quote(args) => quote(args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("tessella-verify: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin().take(max + 1).read_to_end(&mut buf)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(max + 1).read_to_end(&mut buf))
+    };
+    read.with_context(|| format!("cannot read {}", path.display()))?;
+    if buf.len() as u64 > max {
+        bail!("{}: larger than {max} bytes", path.display());
+    }
+    Ok(buf)
+}
+
+fn apply_tcb_flags(tcb: &mut TcbRules, args: &QuoteArgs) -> anyhow::Result<()> {
+    for name in &args.allow_status {
+        let status = TcbStatusName::parse(name).with_context(|| {
+            let all: Vec<&str> = TcbStatusName::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown TCB status {name:?} (one of {})", all.join(", "))
+        })?;
+        if !tcb.allowed_statuses.contains(&status) {
+            tcb.allowed_statuses.push(status);
+        }
+    }
+    for flag in &args.allow_platform_flag {
+        match flag {
+            PlatformFlag::DynamicPlatform => tcb.allow_dynamic_platform = true,
+            PlatformFlag::CachedKeys => tcb.allow_cached_keys = true,
+            PlatformFlag::Smt => tcb.allow_smt = true,
+            PlatformFlag::All => {
+                tcb.allow_dynamic_platform = true;
+                tcb.allow_cached_keys = true;
+                tcb.allow_smt = true;
+            }
+        }
+    }
+    tcb.rejected_advisory_ids
+        .extend(args.reject_advisory.iter().cloned());
+    if let Some(n) = args.min_tcb_eval {
+        tcb.min_tcb_eval_data_number = n;
+    }
+    Ok(())
+}
+
+fn quote(args: QuoteArgs) -> anyhow::Result<bool> {
+    let bytes = read_bounded(&args.file, MAX_QUOTE_BYTES)?;
+    let quote = Quote::decode(&bytes)
+        .with_context(|| format!("{}: not a usable TDX quote", args.file.display()))?;
+
+    let collateral = if args.collateral.is_dir() {
+        let store = CollateralStore::new();
+        let outcomes = store
+            .load_dir(&args.collateral)
+            .with_context(|| format!("cannot list {}", args.collateral.display()))?;
+        for o in &outcomes {
+            if let Err(e) = &o.result {
+                eprintln!("tessella-verify: skipped {}: {e}", o.path.display());
+            }
+        }
+        if store.is_empty() {
+            bail!(
+                "{}: no collateral bundles (*.json) found",
+                args.collateral.display()
+            );
+        }
+        CollateralSource::Store(store)
+    } else {
+        let json = read_bounded(&args.collateral, MAX_COLLATERAL_BYTES as u64)?;
+        let c = Collateral::from_json(&json)
+            .with_context(|| format!("{}", args.collateral.display()))?;
+        CollateralSource::File(c)
+    };
+
+    let (mut policy, policy_source) = match &args.policy {
+        Some(path) => {
+            let (p, notes) = Policy::from_file(path)?;
+            for note in notes {
+                eprintln!("tessella-verify: {}: {note}", path.display());
+            }
+            (p, Some(path.display().to_string()))
+        }
+        None => (
+            Policy::insecure_unpinned_measurements(TcbRules::default()),
+            None,
+        ),
+    };
+    apply_tcb_flags(policy.tcb_mut(), &args)?;
+
+    let now = match &args.now {
+        Some(text) => clock::parse_time(text)
+            .with_context(|| format!("--now {text:?}: not Unix seconds or RFC 3339"))?,
+        None => clock::now_unix(),
+    };
+    let report_data = match &args.report_data {
+        Some(text) => {
+            let v = hex::decode(text.trim().trim_start_matches("0x"))
+                .ok()
+                .and_then(|v| <[u8; 64]>::try_from(v).ok())
+                .context("--report-data: expected 128 hex digits")?;
+            Some(v)
+        }
+        None => None,
+    };
+
+    let report = Report::build(
+        &args.file,
+        &quote,
+        &collateral,
+        &Verifier::intel(),
+        &policy,
+        policy_source,
+        now,
+        report_data.as_ref(),
+    );
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(report.accepted)
+}
