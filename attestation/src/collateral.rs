@@ -118,6 +118,7 @@ struct TcbInfoHead {
 struct QeIdentityHead {
     issue_date: String,
     next_update: String,
+    tcb_evaluation_data_number: u32,
 }
 
 /// A loaded collateral bundle for one platform model.
@@ -126,6 +127,7 @@ pub struct Collateral {
     inner: QuoteCollateralV3,
     fmspc: Fmspc,
     tcb_eval_data_number: u32,
+    qe_eval_data_number: u32,
     tcb_info_issued: u64,
     window: ValidityWindow,
 }
@@ -211,6 +213,7 @@ impl Collateral {
             inner,
             fmspc,
             tcb_eval_data_number: tcb.tcb_evaluation_data_number,
+            qe_eval_data_number: qe.tcb_evaluation_data_number,
             tcb_info_issued: tcb_issued,
             window,
         })
@@ -229,6 +232,12 @@ impl Collateral {
     /// The TCB info's evaluation data number (higher is newer).
     pub fn tcb_eval_data_number(&self) -> u32 {
         self.tcb_eval_data_number
+    }
+
+    /// The lower of the TCB info's and QE identity's evaluation data numbers:
+    /// how recent Intel's assessment behind this bundle is.
+    pub fn eval_data_number(&self) -> u32 {
+        self.tcb_eval_data_number.min(self.qe_eval_data_number)
     }
 
     /// dcap-qvl's form, as verification consumes it.

@@ -13,6 +13,7 @@
 //! TDX-only checks and named accessors.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use dcap_qvl::quote::{Quote as RawQuote, Report, TDAttributes, TDReport10};
 use serde::Serialize;
@@ -182,6 +183,7 @@ pub struct Quote {
     raw: Vec<u8>,
     parsed: RawQuote,
     td: TDReport10,
+    pck: OnceLock<Result<PckFacts, QuoteError>>,
 }
 
 impl fmt::Debug for Quote {
@@ -274,6 +276,7 @@ impl Quote {
             raw: bytes[..end.min(bytes.len())].to_vec(),
             parsed,
             td,
+            pck: OnceLock::new(),
         })
     }
 
@@ -334,10 +337,104 @@ impl Quote {
 
     /// The FMSPC from the PCK certificate embedded in the quote.
     pub fn fmspc(&self) -> Result<Fmspc, QuoteError> {
-        dcap_qvl::intel::quote_fmspc(&self.parsed)
-            .map(Fmspc)
-            .map_err(|e| QuoteError::Pck(format!("{e:#}")))
+        self.pck().map(|p| p.fmspc)
     }
+
+    /// The PCK leaf's facts, decoded once.
+    pub(crate) fn pck(&self) -> Result<PckFacts, QuoteError> {
+        self.pck.get_or_init(|| pck_facts(&self.parsed)).clone()
+    }
+}
+
+/// Intel's SGX extension in PCK certificates and the entries we read.
+const SGX_EXTENSION_OID: &str = "1.2.840.113741.1.13.1";
+const FMSPC_OID: &str = "1.2.840.113741.1.13.1.4";
+const CONFIGURATION_OID: &str = "1.2.840.113741.1.13.1.7";
+const DYNAMIC_PLATFORM_OID: &str = "1.2.840.113741.1.13.1.7.1";
+const CACHED_KEYS_OID: &str = "1.2.840.113741.1.13.1.7.2";
+const SMT_ENABLED_OID: &str = "1.2.840.113741.1.13.1.7.3";
+
+/// What the quote's PCK leaf certificate says about the platform. Read from
+/// the quote before verification (to find collateral); only trusted once
+/// dcap-qvl has verified that leaf, which [`crate::Attested`] stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PckFacts {
+    pub fmspc: Fmspc,
+    pub dynamic_platform: Option<bool>,
+    pub cached_keys: Option<bool>,
+    pub smt: Option<bool>,
+    pub not_before: u64,
+    pub not_after: u64,
+}
+
+/// Read the PCK leaf, the first certificate of the chain (as dcap-qvl takes
+/// it). This runs on every verification, so only the leaf is decoded and only
+/// the entries we need are read from its SGX extension: decoding the chain and
+/// the whole extension would cost more than the rest of our path together.
+fn pck_facts(quote: &RawQuote) -> Result<PckFacts, QuoteError> {
+    use x509_parser::der_parser::ber::{BerObject, BerObjectContent};
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    fn entry<'a, 'b>(item: &'b BerObject<'a>) -> Option<(String, &'b BerObject<'a>)> {
+        match item.as_sequence().ok()?.as_slice() {
+            [key, value] => Some((key.as_oid().ok()?.to_id_string(), value)),
+            _ => None,
+        }
+    }
+
+    let pck = QuoteError::Pck;
+    let chain = quote.raw_cert_chain().map_err(|e| pck(format!("{e:#}")))?;
+    let (_, leaf) = x509_parser::pem::parse_x509_pem(chain)
+        .map_err(|e| pck(format!("no PEM certificate in the chain: {e}")))?;
+    let (_, cert) = X509Certificate::from_der(&leaf.contents)
+        .map_err(|e| pck(format!("bad PCK certificate: {e}")))?;
+    let ext = cert
+        .extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == SGX_EXTENSION_OID)
+        .ok_or_else(|| pck("PCK certificate has no SGX extension".into()))?;
+    let (_, seq) = x509_parser::der_parser::parse_der(ext.value)
+        .map_err(|e| pck(format!("bad SGX extension: {e}")))?;
+    let items = seq
+        .as_sequence()
+        .map_err(|e| pck(format!("bad SGX extension: {e}")))?;
+    let validity = cert.validity();
+    let mut facts = PckFacts {
+        fmspc: Fmspc([0; 6]),
+        dynamic_platform: None,
+        cached_keys: None,
+        smt: None,
+        not_before: validity.not_before.timestamp().max(0) as u64,
+        not_after: validity.not_after.timestamp().max(0) as u64,
+    };
+    let mut fmspc = None;
+    for (oid, value) in items.iter().filter_map(entry) {
+        match oid.as_str() {
+            FMSPC_OID => {
+                let BerObjectContent::OctetString(b) = &value.content else {
+                    return Err(pck("FMSPC is not an OCTET STRING".into()));
+                };
+                fmspc = Some(
+                    <[u8; 6]>::try_from(*b)
+                        .map_err(|_| pck(format!("FMSPC is {} bytes, expected 6", b.len())))?,
+                );
+            }
+            CONFIGURATION_OID => {
+                for (flag, v) in value.as_sequence().into_iter().flatten().filter_map(entry) {
+                    let set = v.as_bool().ok();
+                    match flag.as_str() {
+                        DYNAMIC_PLATFORM_OID => facts.dynamic_platform = set,
+                        CACHED_KEYS_OID => facts.cached_keys = set,
+                        SMT_ENABLED_OID => facts.smt = set,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    facts.fmspc = Fmspc(fmspc.ok_or_else(|| pck("SGX extension has no FMSPC".into()))?);
+    Ok(facts)
 }
 
 /// The measurement registers of a TD report.
@@ -398,6 +495,29 @@ mod tests {
         ));
         assert!(matches!(Quote::decode(b"0xabc"), Err(QuoteError::Hex(_))));
         assert!(matches!(Quote::decode(b"hello"), Err(_)));
+    }
+
+    /// Our leaf-only read of the PCK certificate agrees with dcap-qvl's full
+    /// decoding on every real sample.
+    #[test]
+    fn pck_facts_agree_with_dcap_qvl() {
+        let dir = tessella_tests::tdx_samples();
+        for name in [
+            "intel/tdx_quote",
+            "intel/tdx_quote_outdated",
+            "flashbots/dcap-tdx-1766059550570652607",
+        ] {
+            let bytes = std::fs::read(dir.join(name)).expect("read sample");
+            let q = Quote::decode(&bytes).expect("parses");
+            let ours = q.pck().expect("pck facts");
+            let chain = dcap_qvl::intel::extract_cert_chain(q.raw()).expect("chain");
+            let theirs = dcap_qvl::intel::parse_pck_extension(&chain[0]).expect("extension");
+            assert_eq!(ours.fmspc.0, theirs.fmspc, "{name}");
+            assert_eq!(ours.dynamic_platform, theirs.dynamic_platform, "{name}");
+            assert_eq!(ours.cached_keys, theirs.cached_keys, "{name}");
+            assert_eq!(ours.smt, theirs.smt, "{name}");
+            assert!(ours.not_before < ours.not_after, "{name}");
+        }
     }
 
     #[test]

@@ -3,14 +3,13 @@
 use std::fmt;
 
 use dcap_qvl::quote::Report;
-use dcap_qvl::verify::QuoteVerifier;
-use dcap_qvl::{PckCertFlag, QuoteClaims, QuotePolicy};
+use dcap_qvl::verify::{QuoteVerifier, VerifiedReport};
 use serde::Serialize;
 use tessella_measurements::{Digest48, MatchedEntry, TdMeasurements};
 
 use crate::collateral::{Collateral, CollateralStore, ValidityWindow};
 use crate::policy::{Policy, Rejection};
-use crate::quote::{Fmspc, Quote, QuoteError, TdAttributes};
+use crate::quote::{Fmspc, PckFacts, Quote, QuoteError, TdAttributes};
 
 /// The root certificate quotes must chain to.
 #[derive(Clone)]
@@ -195,29 +194,24 @@ pub struct PlatformFlags {
     pub smt: Option<bool>,
 }
 
-fn flag(f: PckCertFlag) -> Option<bool> {
-    match f {
-        PckCertFlag::True => Some(true),
-        PckCertFlag::False => Some(false),
-        PckCertFlag::Undefined => None,
-    }
-}
-
 /// Proof that a quote is genuine: signed by a TDX quoting enclave on a platform
-/// whose PCK chain reaches the trust anchor, under collateral valid at `now`.
-/// Says nothing yet about whether the policy likes it; see [`Policy::appraise`].
+/// whose PCK chain reaches the trust anchor, under collateral valid at `now`,
+/// at a TCB level the collateral knows. Says nothing yet about whether the
+/// policy likes it; see [`Policy::appraise`].
 #[derive(Debug, Clone)]
 pub struct Attested {
-    claims: QuoteClaims,
+    report: VerifiedReport,
     td: dcap_qvl::quote::TDReport10,
-    fmspc: Fmspc,
+    pck: PckFacts,
+    eval_data_number: u32,
+    window: ValidityWindow,
     now: u64,
 }
 
 impl Attested {
-    /// dcap-qvl's full claims (header, TCB levels, PCK identity, QE, report).
-    pub fn claims(&self) -> &QuoteClaims {
-        &self.claims
+    /// dcap-qvl's verified report (converged status, platform and QE levels, PPID).
+    pub fn report(&self) -> &VerifiedReport {
+        &self.report
     }
 
     /// The time verification ran at.
@@ -227,41 +221,38 @@ impl Attested {
 
     /// The platform model.
     pub fn fmspc(&self) -> Fmspc {
-        self.fmspc
+        self.pck.fmspc
     }
 
     /// Converged TCB status, as Intel names it (`UpToDate`, `OutOfDate`, ...).
-    pub fn tcb_status(&self) -> String {
-        self.claims.tcb.status.to_string()
+    pub fn tcb_status(&self) -> &str {
+        &self.report.status
     }
 
     /// Advisory ids that apply to the platform and quoting enclave.
     pub fn advisory_ids(&self) -> &[String] {
-        &self.claims.tcb.advisory_ids
+        &self.report.advisory_ids
     }
 
-    /// The TCB evaluation data number of the collateral used.
+    /// The lower of the TCB info's and QE identity's TCB evaluation data numbers.
     pub fn tcb_eval_data_number(&self) -> u32 {
-        self.claims.tcb.eval_data_number
+        self.eval_data_number
     }
 
     /// The PCK certificate's platform flags.
     pub fn platform_flags(&self) -> PlatformFlags {
-        let pck = &self.claims.platform.pck;
         PlatformFlags {
-            dynamic_platform: flag(pck.dynamic_platform),
-            cached_keys: flag(pck.cached_keys),
-            smt: flag(pck.smt_enabled),
+            dynamic_platform: self.pck.dynamic_platform,
+            cached_keys: self.pck.cached_keys,
+            smt: self.pck.smt,
         }
     }
 
-    /// When the evidence as a whole stops (or started) being valid: the
-    /// narrowest window over collateral and the PCK chain.
+    /// When the evidence as a whole is valid: the collateral's window
+    /// narrowed by the PCK certificate's. (The PCK CA is the collateral's PCK
+    /// CRL issuer, so its window is already in the collateral's.)
     pub fn valid_window(&self) -> ValidityWindow {
-        ValidityWindow {
-            not_before: self.claims.latest_issue_date,
-            not_after: self.claims.earliest_expiration_date,
-        }
+        self.window
     }
 
     /// The verified measurements.
@@ -374,25 +365,27 @@ impl Verifier {
         if now > window.not_after {
             return Err(VerifyError::CollateralExpired { now, window });
         }
-        let claims = self
+        let report = self
             .dcap
-            .verify_with_policy(
-                quote.as_bytes(),
-                collateral.as_dcap(),
-                now,
-                &QuotePolicy::claims_only(now),
-            )
+            .verify(quote.as_bytes(), collateral.as_dcap(), now)
             .map_err(|e| VerifyError::from_dcap(&e, now))?;
-        let td = match &claims.report {
+        let td = match &report.report {
             Report::TD10(r) => r.clone(),
             Report::TD15(r) => r.base.clone(),
             Report::TD15Ex(r) => r.base.base.clone(),
-            Report::SgxEnclave(_) => return Err(QuoteError::NotTdx(claims.tee_type).into()),
+            Report::SgxEnclave(_) => return Err(QuoteError::NotTdx(0).into()),
         };
+        // dcap-qvl verified the PCK leaf these facts were read from.
+        let pck = quote.pck()?;
         Ok(Attested {
-            claims,
+            report,
             td,
-            fmspc,
+            pck,
+            eval_data_number: collateral.eval_data_number(),
+            window: ValidityWindow {
+                not_before: window.not_before.max(pck.not_before),
+                not_after: window.not_after.min(pck.not_after),
+            },
             now,
         })
     }

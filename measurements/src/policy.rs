@@ -20,8 +20,7 @@
 //!     "allowed_statuses": ["UpToDate"],
 //!     "rejected_advisory_ids": ["INTEL-SA-00837"],
 //!     "allow_dynamic_platform": false, "allow_cached_keys": false, "allow_smt": false,
-//!     "min_tcb_eval_data_number": 0,
-//!     "platform_grace_period_secs": 0, "qe_grace_period_secs": 0
+//!     "min_tcb_eval_data_number": 0
 //!   }
 //! }
 //! ```
@@ -147,7 +146,8 @@ impl fmt::Display for TcbStatusName {
 }
 
 /// Platform (TCB) rules. The default is the strictest: only `UpToDate`, no
-/// platform flags, no grace periods.
+/// platform flags. A status listed here is accepted as long as the collateral
+/// is valid; allowing `OutOfDate` is how an operator rides out a TCB recovery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TcbRules {
@@ -163,10 +163,6 @@ pub struct TcbRules {
     pub allow_smt: bool,
     /// Refuse collateral older than this TCB evaluation data number (0 = any).
     pub min_tcb_eval_data_number: u32,
-    /// How long an `OutOfDate` platform stays acceptable after its TCB date.
-    pub platform_grace_period_secs: u64,
-    /// How long an `OutOfDate` quoting enclave stays acceptable after its TCB date.
-    pub qe_grace_period_secs: u64,
 }
 
 impl Default for TcbRules {
@@ -178,8 +174,6 @@ impl Default for TcbRules {
             allow_cached_keys: false,
             allow_smt: false,
             min_tcb_eval_data_number: 0,
-            platform_grace_period_secs: 0,
-            qe_grace_period_secs: 0,
         }
     }
 }
