@@ -515,7 +515,7 @@ mod tests {
             assert_eq!(ours.fmspc.0, theirs.fmspc, "{name}");
             assert_eq!(ours.dynamic_platform, theirs.dynamic_platform, "{name}");
             assert_eq!(ours.cached_keys, theirs.cached_keys, "{name}");
-            assert_eq!(ours.smt, theirs.smt, "{name}");
+            assert_eq!(ours.smt, theirs.smt_enabled, "{name}");
             assert!(ours.not_before < ours.not_after, "{name}");
         }
     }
