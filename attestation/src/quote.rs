@@ -254,10 +254,10 @@ impl Quote {
                 QuoteError::Malformed(detail)
             }
         })?;
-        let td = match parsed.report.as_td10() {
-            Some(td) => td.clone(),
-            None => return Err(QuoteError::NotTdx(tee_type)),
-        };
+        let td = *parsed
+            .report
+            .as_td10()
+            .ok_or(QuoteError::NotTdx(tee_type))?;
         // The decoder ignores what follows the auth data; find where that is.
         let signed = parsed.signed_length();
         let auth_len = bytes
@@ -494,7 +494,10 @@ mod tests {
             Err(QuoteError::Truncated { len: 200, .. })
         ));
         assert!(matches!(Quote::decode(b"0xabc"), Err(QuoteError::Hex(_))));
-        assert!(matches!(Quote::decode(b"hello"), Err(_)));
+        assert!(matches!(
+            Quote::decode(b"hello world, this is not a quote but is long enough"),
+            Err(QuoteError::UnsupportedVersion(_))
+        ));
     }
 
     /// Our leaf-only read of the PCK certificate agrees with dcap-qvl's full

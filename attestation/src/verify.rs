@@ -2,7 +2,6 @@
 
 use std::fmt;
 
-use dcap_qvl::quote::Report;
 use dcap_qvl::verify::{QuoteVerifier, VerifiedReport};
 use serde::Serialize;
 use tessella_measurements::{Digest48, MatchedEntry, TdMeasurements};
@@ -369,12 +368,10 @@ impl Verifier {
             .dcap
             .verify(quote.as_bytes(), collateral.as_dcap(), now)
             .map_err(|e| VerifyError::from_dcap(&e, now))?;
-        let td = match &report.report {
-            Report::TD10(r) => r.clone(),
-            Report::TD15(r) => r.base.clone(),
-            Report::TD15Ex(r) => r.base.base.clone(),
-            Report::SgxEnclave(_) => return Err(QuoteError::NotTdx(0).into()),
-        };
+        let td = *report
+            .report
+            .as_td10()
+            .ok_or(QuoteError::NotTdx(quote.raw().header.tee_type))?;
         // dcap-qvl verified the PCK leaf these facts were read from.
         let pck = quote.pck()?;
         Ok(Attested {
