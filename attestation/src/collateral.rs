@@ -30,12 +30,12 @@ pub const MAX_COLLATERAL_BYTES: usize = 1 << 20;
 #[non_exhaustive]
 pub enum CollateralError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         /// File.
         path: PathBuf,
-        /// Cause.
-        source: std::io::Error,
+        /// Cause (in the message, not a `source`, so chains do not repeat it).
+        error: std::io::Error,
     },
     /// Larger than [`MAX_COLLATERAL_BYTES`].
     #[error("collateral is {size} bytes, more than the {MAX_COLLATERAL_BYTES} allowed")]
@@ -298,9 +298,9 @@ fn crl_window(der: &[u8]) -> Result<(u64, u64), String> {
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, CollateralError> {
-    let io = |source| CollateralError::Io {
+    let io = |error| CollateralError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let size = std::fs::metadata(path).map_err(io)?.len();
     if size > MAX_COLLATERAL_BYTES as u64 {
@@ -383,9 +383,9 @@ impl CollateralStore {
     /// Load every `*.json` file of a directory (not recursive), in name order.
     /// Files that are not collateral are reported, not fatal.
     pub fn load_dir(&self, dir: &Path) -> Result<Vec<LoadOutcome>, CollateralError> {
-        let io = |source| CollateralError::Io {
+        let io = |error| CollateralError::Io {
             path: dir.to_path_buf(),
-            source,
+            error,
         };
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io)?

@@ -22,12 +22,12 @@ pub const MAX_POLICY_BYTES: u64 = 4 << 20;
 #[non_exhaustive]
 pub enum PolicyError {
     /// The file could not be read.
-    #[error("cannot read policy {path}: {source}")]
+    #[error("cannot read policy {path}: {error}")]
     Io {
         /// File.
         path: std::path::PathBuf,
-        /// Cause.
-        source: std::io::Error,
+        /// Cause (in the message, not a `source`, so chains do not repeat it).
+        error: std::io::Error,
     },
     /// Larger than [`MAX_POLICY_BYTES`].
     #[error("policy file is {0} bytes, more than the {MAX_POLICY_BYTES} allowed")]
@@ -151,9 +151,9 @@ impl Policy {
     /// Read a tessella policy file, or import a flashbots `measurements.json`.
     /// Returns notes about entries that were skipped on import.
     pub fn from_file(path: &Path) -> Result<(Self, Vec<String>), PolicyError> {
-        let io = |source| PolicyError::Io {
+        let io = |error| PolicyError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let size = std::fs::metadata(path).map_err(io)?.len();
         if size > MAX_POLICY_BYTES {

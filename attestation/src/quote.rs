@@ -77,13 +77,13 @@ pub enum QuoteError {
     /// Structurally invalid.
     #[error("malformed quote: {0}")]
     Malformed(String),
-    /// Non-zero bytes after the quote's end.
-    #[error("{extra} unexpected non-zero bytes after the quote's end at offset {end}")]
+    /// Non-zero bytes after the quote's end (zero padding is allowed).
+    #[error("unexpected non-zero byte at offset {offset}, after the quote's end at {end}")]
     TrailingData {
         /// Length of the quote proper.
         end: usize,
-        /// Bytes after it.
-        extra: usize,
+        /// Offset of the first non-zero byte after it.
+        offset: usize,
     },
     /// The PCK certificate (and so the FMSPC) cannot be read from the quote.
     #[error("cannot read the PCK certificate from the quote: {0}")]
@@ -210,15 +210,20 @@ impl Quote {
         }
     }
 
-    /// Parse hex text into a quote.
+    /// Parse hex text into a quote: an optional `0x`, whitespace (including
+    /// line breaks, as `xxd -p` writes) anywhere.
     pub fn from_hex(text: &[u8]) -> Result<Self, QuoteError> {
-        let text = std::str::from_utf8(text).map_err(|e| QuoteError::Hex(e.to_string()))?;
-        let t = text.trim();
+        let t = text.trim_ascii();
         let t = t
-            .strip_prefix("0x")
-            .or_else(|| t.strip_prefix("0X"))
+            .strip_prefix(b"0x")
+            .or_else(|| t.strip_prefix(b"0X"))
             .unwrap_or(t);
-        let bytes = hex::decode(t).map_err(|e| QuoteError::Hex(e.to_string()))?;
+        let digits: Vec<u8> = t
+            .iter()
+            .copied()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let bytes = hex::decode(digits).map_err(|e| QuoteError::Hex(e.to_string()))?;
         Self::parse(&bytes)
     }
 
@@ -244,7 +249,11 @@ impl Quote {
             return Err(QuoteError::NotTdx(tee_type));
         }
         let parsed = RawQuote::parse(bytes).map_err(|e| {
-            let detail = format!("{e:#}");
+            // dcap-qvl's decoder messages span lines; errors here are one line.
+            let detail = format!("{e:#}")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             if detail.contains("Not enough data") {
                 QuoteError::Truncated {
                     len: bytes.len(),
@@ -266,10 +275,10 @@ impl Quote {
             .ok_or_else(|| QuoteError::Malformed("auth data length missing".into()))?;
         let end = signed + 4 + auth_len;
         let rest = bytes.get(end..).unwrap_or_default();
-        if rest.iter().any(|&b| b != 0) {
+        if let Some(i) = rest.iter().position(|&b| b != 0) {
             return Err(QuoteError::TrailingData {
                 end,
-                extra: rest.len(),
+                offset: end + i,
             });
         }
         Ok(Quote {
@@ -463,7 +472,9 @@ fn looks_like_hex(input: &[u8]) -> bool {
         .strip_prefix(b"0x")
         .or_else(|| t.strip_prefix(b"0X"))
         .unwrap_or(t);
-    !t.is_empty() && t.iter().all(u8::is_ascii_hexdigit)
+    !t.is_empty()
+        && t.iter()
+            .all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace())
 }
 
 #[cfg(test)]

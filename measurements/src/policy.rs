@@ -47,7 +47,7 @@ pub const POLICY_VERSION: u32 = 1;
 pub enum PolicyFileError {
     /// Not JSON, or JSON of the wrong shape.
     #[error("policy is not valid: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// The `format` field names another format.
     #[error("policy format is {found:?}, expected {POLICY_FORMAT:?}")]
     Format {
@@ -83,6 +83,14 @@ pub enum PolicyFileError {
     /// A file in the flashbots format that cannot be imported safely.
     #[error("flashbots policy: {0}")]
     Flashbots(String),
+}
+
+// Not `#[from]`: that would also make the JSON error the source, and chains
+// printed with `{:#}` would repeat it.
+impl From<serde_json::Error> for PolicyFileError {
+    fn from(e: serde_json::Error) -> Self {
+        PolicyFileError::Json(e)
+    }
 }
 
 /// Intel TCB status names, as they appear in TCB info and dcap-qvl.

@@ -72,6 +72,19 @@ fn hex_sample_parses_like_binary() {
     text.extend_from_slice(b"  \n\n");
     let again = Quote::decode(&text).expect("parses with whitespace");
     assert_eq!(again.as_bytes(), q.as_bytes());
+    // Wrapped at 60 columns, as `xxd -p` writes it.
+    let digits = hex::encode(q.as_bytes());
+    let wrapped: Vec<&str> = digits
+        .as_bytes()
+        .chunks(60)
+        .map(|c| std::str::from_utf8(c).expect("ascii"))
+        .collect();
+    assert_eq!(
+        Quote::decode(wrapped.join("\n").as_bytes())
+            .expect("wrapped hex")
+            .as_bytes(),
+        q.as_bytes()
+    );
     // Without the 0x prefix.
     let bare = std::str::from_utf8(&text)
         .expect("utf8")
@@ -101,10 +114,11 @@ fn padded_flashbots_quote_is_trimmed_but_garbage_is_not_tolerated() {
     assert!(raw[q.as_bytes().len()..].iter().all(|b| *b == 0));
     let mut dirty = raw.clone();
     dirty[7990] = 1;
-    assert!(matches!(
-        Quote::parse(&dirty),
-        Err(QuoteError::TrailingData { .. })
-    ));
+    let end = q.as_bytes().len();
+    assert_eq!(
+        Quote::parse(&dirty).map(|_| ()),
+        Err(QuoteError::TrailingData { end, offset: 7990 })
+    );
 }
 
 #[test]

@@ -169,7 +169,7 @@ fn quote(args: QuoteArgs) -> anyhow::Result<bool> {
         let json = read_bounded(&args.collateral, MAX_COLLATERAL_BYTES as u64)?;
         let c = Collateral::from_json(&json)
             .with_context(|| format!("{}", args.collateral.display()))?;
-        CollateralSource::File(c)
+        CollateralSource::File(Box::new(c))
     };
 
     let (mut policy, policy_source) = match &args.policy {

@@ -11,6 +11,7 @@
 //!   "tcb": {status, advisory_ids, eval_data_number, platform_flags} | null,
 //!   "measurements": {verified, mrtd, rtmr0..rtmr3, mrconfigid, mrowner, mrownerconfig,
 //!                    td_attributes: {hex, flags}, xfam, report_data},
+//!   "tdx_module": {mr_seam, tee_tcb_svn},
 //!   "policy": {source, measurements_checked, matched_entry},
 //!   "reasons": [{stage, code, message, detail?}] }
 //! ```
@@ -29,7 +30,7 @@ use tessella_attestation::{
 /// Where collateral comes from: one file, or a directory by FMSPC.
 pub enum CollateralSource {
     /// A single bundle.
-    File(Collateral),
+    File(Box<Collateral>),
     /// Bundles by FMSPC.
     Store(CollateralStore),
 }
@@ -103,7 +104,7 @@ impl Report {
     ) -> Report {
         let fmspc = quote.fmspc().ok();
         let used: Option<Collateral> = match collateral {
-            CollateralSource::File(c) => Some(c.clone()),
+            CollateralSource::File(c) => Some((**c).clone()),
             CollateralSource::Store(s) => fmspc.and_then(|f| s.get(&f)).map(|c| (*c).clone()),
         };
         let attested: Result<Attested, VerifyError> = match collateral {
@@ -163,6 +164,10 @@ impl Report {
             "report_data".into(),
             hex::encode(quote.report_data()).into(),
         );
+        let tdx_module = json!({
+            "mr_seam": quote.mr_seam().to_hex(),
+            "tee_tcb_svn": hex::encode(quote.tee_tcb_svn()),
+        });
 
         let tcb = attested.as_ref().ok().map(|a| {
             json!({
@@ -195,6 +200,7 @@ impl Report {
             "quote_verified": verified,
             "tcb": tcb,
             "measurements": measurements,
+            "tdx_module": tdx_module,
             "policy": {
                 "source": policy_source,
                 "measurements_checked": measurements_checked,
@@ -338,6 +344,13 @@ fn render_text(j: &Value, reasons: &[Reason], accepted: bool) -> String {
         let _ = writeln!(out, "  {:<14}{}", r.name(), shown);
     }
     let _ = writeln!(out, "  {:<14}{}", "report_data", s(&m["report_data"]));
+    let tdx = &j["tdx_module"];
+    let _ = writeln!(
+        out,
+        "tdx module    MRSEAM {}, TEE_TCB_SVN {}",
+        s(&tdx["mr_seam"]),
+        s(&tdx["tee_tcb_svn"])
+    );
     let p = &j["policy"];
     let policy_line = match (&p["source"], &p["matched_entry"]) {
         (Value::Null, _) => {
