@@ -499,3 +499,49 @@ fn store_looks_up_by_fmspc_and_keeps_the_newest() {
         Err(VerifyError::NoCollateral { .. })
     ));
 }
+
+/// A TD1.5-ex body (v5 type 4, 885 bytes) built from the v5 TD1.5 sample by
+/// appending the extension fields: it parses as TD1.5-ex with the same base
+/// registers, and, since the signed body changed, fails the signature check.
+#[test]
+fn td15_ex_body_parses_and_changed_body_is_refused() {
+    let raw = quote("intel/tdx_quote_outdated").as_bytes().to_vec();
+    const HEADER: usize = 48;
+    const TD15: usize = 648;
+    const TD15_EX: usize = 885;
+    assert_eq!(u16::from_le_bytes([raw[HEADER], raw[HEADER + 1]]), 3);
+    let mut ex = raw[..HEADER].to_vec();
+    ex.extend_from_slice(&4u16.to_le_bytes());
+    ex.extend_from_slice(&(TD15_EX as u32).to_le_bytes());
+    ex.extend_from_slice(&raw[HEADER + 6..HEADER + 6 + TD15]);
+    ex.extend(std::iter::repeat_n(0u8, TD15_EX - TD15));
+    ex.extend_from_slice(&raw[HEADER + 6 + TD15..]);
+    let q = Quote::parse(&ex).expect("TD1.5-ex parses");
+    assert_eq!(q.version(), 5);
+    assert_eq!(q.body(), TdBody::Td15Ex);
+    let base = quote("intel/tdx_quote_outdated");
+    assert_eq!(q.measurements(), base.measurements());
+    assert_eq!(q.fmspc().expect("fmspc"), base.fmspc().expect("fmspc"));
+    let c = collateral("intel/tdx_quote_outdated_collateral.json");
+    let err = Verifier::intel()
+        .verify(&q, &c, &unpinned(cloud_tcb()), OUTDATED_NOW, None)
+        .expect_err("body changed");
+    assert!(matches!(err, VerifyError::Signature(_)), "{err:?}");
+}
+
+/// Setting the DEBUG attribute is refused by name, before any cryptography.
+#[test]
+fn debug_td_is_refused() {
+    let mut raw = quote("intel/tdx_quote").as_bytes().to_vec();
+    const TD_ATTRIBUTES: usize = 48 + 120;
+    raw[TD_ATTRIBUTES] |= 1;
+    let q = Quote::parse(&raw).expect("parses");
+    assert!(q.td_attributes().debug());
+    assert_eq!(q.td_attributes().flags(), vec!["debug", "sept_ve_disable"]);
+    let c = collateral("intel/tdx_quote_collateral.json");
+    let err = Verifier::intel()
+        .verify(&q, &c, &unpinned(cloud_tcb()), INTEL_NOW, None)
+        .expect_err("debug");
+    assert_eq!(err, VerifyError::DebugTd);
+    assert_eq!(err.code(), "debug_td");
+}
