@@ -23,7 +23,9 @@
 pub mod clock;
 pub mod collateral;
 pub mod policy;
+pub mod provider;
 pub mod quote;
+pub mod ticket;
 pub mod verify;
 
 pub use collateral::{Collateral, CollateralError, CollateralStore, ValidityWindow};

@@ -1,0 +1,1 @@
+//! Quote providers (being written).

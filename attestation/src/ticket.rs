@@ -1,0 +1,1 @@
+//! JWT tickets (being written).
