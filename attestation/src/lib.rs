@@ -22,6 +22,7 @@
 
 pub mod clock;
 pub mod collateral;
+pub mod dev;
 pub mod policy;
 pub mod provider;
 pub mod quote;

@@ -162,6 +162,10 @@ impl VerifyError {
             || has("CrlExpired")
         {
             VerifyError::NotValidAt { now, detail }
+        } else if has("root CA CRL") || has("UnknownIssuer") || has("Failed to load root ca") {
+            // The collateral or PCK chain was not issued under this trust
+            // anchor (dev evidence under Intel's root, or the reverse).
+            VerifyError::CertificateChain(detail)
         } else if has("ignature is invalid")
             || has("hash mismatch")
             || has("BadSignature")
