@@ -1,8 +1,55 @@
-//! Timestamps: every verification takes an explicit `now` in Unix seconds, so
-//! callers (and tests) decide what time it is.
+//! Time: every verification takes an explicit `now` in Unix seconds, so callers
+//! (and tests) decide what time it is; long-lived components read it from one
+//! injectable [`Clock`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+/// Where a component gets the time from. Tests use [`ManualClock`] to freeze
+/// or advance time instead of sleeping.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Seconds since the Unix epoch.
+    fn now_unix(&self) -> u64;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix(&self) -> u64 {
+        now_unix()
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock reading `unix`.
+    pub fn new(unix: u64) -> Self {
+        ManualClock(AtomicU64::new(unix))
+    }
+
+    /// Set the time.
+    pub fn set(&self, unix: u64) {
+        self.0.store(unix, Ordering::SeqCst);
+    }
+
+    /// Move the time forward.
+    pub fn advance(&self, secs: u64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_unix(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// The system clock, in Unix seconds.
 pub fn now_unix() -> u64 {

@@ -23,9 +23,11 @@
 pub mod clock;
 pub mod collateral;
 pub mod dev;
+pub mod identity;
 pub mod policy;
 pub mod provider;
 pub mod quote;
+pub mod ratls;
 pub mod ticket;
 pub mod verify;
 
@@ -35,4 +37,9 @@ pub use quote::{Fmspc, Quote, QuoteError, TdAttributes, TdBody};
 pub use tessella_measurements as measurements;
 
 pub use policy::{MeasurementRule, Policy, PolicyError, Rejection};
+pub use provider::{ConfigfsTsm, ProviderError, QuoteProvider};
 pub use verify::{Attested, PlatformFlags, TrustAnchor, Verified, Verifier, VerifyError};
+pub use ticket::{
+    Permission, ResourceKind, TicketAlgorithm, TicketClaims, TicketError, TicketIssuer,
+    TicketValidator, TrustedIssuer,
+};

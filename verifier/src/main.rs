@@ -11,10 +11,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use tessella_attestation::collateral::MAX_COLLATERAL_BYTES;
+use tessella_attestation::dev::DEV_ANCHOR_NAME;
+use tessella_attestation::identity::NetworkId;
 use tessella_attestation::measurements::{TcbRules, TcbStatusName};
+use tessella_attestation::ratls::{report_data_for, ParsedCert, RatlsError};
 use tessella_attestation::{clock, Collateral, CollateralStore, Policy, Quote, Verifier};
 
-use crate::report::{CollateralSource, Report};
+use crate::report::{CertificateFacts, CollateralSource, Report};
 
 /// Largest evidence file read; real quotes are 5-10 KB.
 const MAX_QUOTE_BYTES: u64 = 1 << 20;
@@ -36,6 +39,9 @@ struct Cli {
 enum Command {
     /// Verify a TDX quote (binary or hex text; `-` reads standard input).
     Quote(QuoteArgs),
+    /// Verify an RA-TLS certificate (PEM or DER): its window, the quote's
+    /// binding of its key, validity and network, then the quote.
+    Cert(CertArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -54,6 +60,29 @@ enum PlatformFlag {
 struct QuoteArgs {
     /// The quote file.
     file: PathBuf,
+    /// Require this report_data (128 hex digits).
+    #[arg(long = "report-data", value_name = "HEX")]
+    report_data: Option<String>,
+    #[command(flatten)]
+    evidence: EvidenceArgs,
+}
+
+#[derive(clap::Args)]
+struct CertArgs {
+    /// The certificate file (PEM or DER; `-` reads standard input).
+    file: PathBuf,
+    /// The network the certificate must be bound to, by name.
+    #[arg(long, required_unless_present = "network_id")]
+    network: Option<String>,
+    /// The network by id (64 hex digits), instead of --network.
+    #[arg(long = "network-id", value_name = "HEX", conflicts_with = "network")]
+    network_id: Option<String>,
+    #[command(flatten)]
+    evidence: EvidenceArgs,
+}
+
+#[derive(clap::Args)]
+struct EvidenceArgs {
     /// Collateral: a QuoteCollateralV3 JSON file, or a directory of them (picked by FMSPC).
     #[arg(long, short)]
     collateral: PathBuf,
@@ -67,6 +96,10 @@ struct QuoteArgs {
     /// Print a JSON report instead of text.
     #[arg(long)]
     json: bool,
+    /// Trust this root certificate (PEM or DER) instead of Intel's: for
+    /// inspecting dev-mode evidence. Reports name the dev anchor.
+    #[arg(long = "dev-root", value_name = "FILE")]
+    dev_root: Option<PathBuf>,
     /// Also accept this TCB status (repeatable), e.g. SWHardeningNeeded.
     #[arg(long = "allow-status", value_name = "STATUS")]
     allow_status: Vec<String>,
@@ -79,15 +112,13 @@ struct QuoteArgs {
     /// Refuse collateral older than this TCB evaluation data number.
     #[arg(long = "min-tcb-eval", value_name = "N")]
     min_tcb_eval: Option<u32>,
-    /// Require this report_data (128 hex digits).
-    #[arg(long = "report-data", value_name = "HEX")]
-    report_data: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Quote(args) => quote(args),
+        Command::Cert(args) => cert(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -113,7 +144,7 @@ fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn apply_tcb_flags(tcb: &mut TcbRules, args: &QuoteArgs) -> anyhow::Result<()> {
+fn apply_tcb_flags(tcb: &mut TcbRules, args: &EvidenceArgs) -> anyhow::Result<()> {
     for name in &args.allow_status {
         let status = TcbStatusName::parse(name).with_context(|| {
             let all: Vec<&str> = TcbStatusName::ALL.iter().map(|s| s.as_str()).collect();
@@ -143,11 +174,17 @@ fn apply_tcb_flags(tcb: &mut TcbRules, args: &QuoteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn quote(args: QuoteArgs) -> anyhow::Result<bool> {
-    let bytes = read_bounded(&args.file, MAX_QUOTE_BYTES)?;
-    let quote = Quote::decode(&bytes)
-        .with_context(|| format!("{}: not a usable TDX quote", args.file.display()))?;
+/// Everything but the evidence itself: collateral, policy, time, anchor.
+struct Inputs {
+    collateral: CollateralSource,
+    policy: Policy,
+    policy_source: Option<String>,
+    now: u64,
+    verifier: Verifier,
+    json: bool,
+}
 
+fn inputs(args: &EvidenceArgs) -> anyhow::Result<Inputs> {
     let collateral = if args.collateral.is_dir() {
         let store = CollateralStore::new();
         let outcomes = store
@@ -185,13 +222,60 @@ fn quote(args: QuoteArgs) -> anyhow::Result<bool> {
             None,
         ),
     };
-    apply_tcb_flags(policy.tcb_mut(), &args)?;
+    apply_tcb_flags(policy.tcb_mut(), args)?;
 
     let now = match &args.now {
         Some(text) => clock::parse_time(text)
             .with_context(|| format!("--now {text:?}: not Unix seconds or RFC 3339"))?,
         None => clock::now_unix(),
     };
+    let verifier = match &args.dev_root {
+        Some(path) => {
+            let bytes = read_bounded(path, 64 * 1024)?;
+            let der = der_from_pem_or_der(&bytes, "CERTIFICATE")
+                .with_context(|| format!("--dev-root {}", path.display()))?;
+            Verifier::with_root(DEV_ANCHOR_NAME, der)
+        }
+        None => Verifier::intel(),
+    };
+    Ok(Inputs {
+        collateral,
+        policy,
+        policy_source,
+        now,
+        verifier,
+        json: args.json,
+    })
+}
+
+/// Accept a PEM block of `label` or raw DER.
+fn der_from_pem_or_der(bytes: &[u8], label: &str) -> anyhow::Result<Vec<u8>> {
+    if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let block = pem::parse(bytes).context("not valid PEM")?;
+        if block.tag() != label {
+            bail!("PEM block is {:?}, expected {label:?}", block.tag());
+        }
+        Ok(block.into_contents())
+    } else if bytes.first() == Some(&0x30) {
+        Ok(bytes.to_vec())
+    } else {
+        bail!("neither PEM nor DER")
+    }
+}
+
+fn print(report: &Report, json: bool) {
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+}
+
+fn quote(args: QuoteArgs) -> anyhow::Result<bool> {
+    let bytes = read_bounded(&args.file, MAX_QUOTE_BYTES)?;
+    let quote = Quote::decode(&bytes)
+        .with_context(|| format!("{}: not a usable TDX quote", args.file.display()))?;
+    let ctx = inputs(&args.evidence)?;
     let report_data = match &args.report_data {
         Some(text) => {
             let v = hex::decode(text.trim().trim_start_matches("0x"))
@@ -202,21 +286,83 @@ fn quote(args: QuoteArgs) -> anyhow::Result<bool> {
         }
         None => None,
     };
-
     let report = Report::build(
         &args.file,
         &quote,
-        &collateral,
-        &Verifier::intel(),
-        &policy,
-        policy_source,
-        now,
+        &ctx.collateral,
+        &ctx.verifier,
+        &ctx.policy,
+        ctx.policy_source,
+        ctx.now,
         report_data.as_ref(),
+        None,
     );
-    if args.json {
-        println!("{}", report.to_json());
-    } else {
-        print!("{}", report.to_text());
+    print(&report, ctx.json);
+    Ok(report.accepted)
+}
+
+fn cert(args: CertArgs) -> anyhow::Result<bool> {
+    let bytes = read_bounded(&args.file, MAX_QUOTE_BYTES)?;
+    let der = der_from_pem_or_der(&bytes, "CERTIFICATE")
+        .with_context(|| format!("{}: not a certificate", args.file.display()))?;
+    let network = match (&args.network, &args.network_id) {
+        (Some(name), _) => NetworkId::from_name(name),
+        (None, Some(hex)) => hex
+            .parse::<NetworkId>()
+            .ok()
+            .context("--network-id: expected 64 hex digits")?,
+        (None, None) => bail!("give --network or --network-id"),
+    };
+    let ctx = inputs(&args.evidence)?;
+    let parsed = match ParsedCert::parse(&der) {
+        Ok(p) => p,
+        Err(e @ RatlsError::BadCertificate(_)) => bail!("{}: {e}", args.file.display()),
+        Err(e) => {
+            // A well-formed certificate that is not RA-TLS evidence: refused.
+            let (code, message) = (e.code(), e.to_string());
+            if ctx.json {
+                let report = serde_json::json!({
+                    "report_version": 1,
+                    "accepted": false,
+                    "quote": null,
+                    "reasons": [{"stage": "certificate", "code": code, "message": message}],
+                });
+                println!("{report:#}");
+            } else {
+                println!("REJECTED: {message}\nreasons\n  - [{code}] {message}");
+            }
+            return Ok(false);
+        }
+    };
+    let quote = Quote::decode(&parsed.quote)
+        .with_context(|| format!("{}: the embedded quote", args.file.display()))?;
+    let mut refusals = Vec::new();
+    if let Err(e) = parsed.check(&network, ctx.now) {
+        refusals.push((e.code(), e.to_string()));
     }
+    let binding = report_data_for(&parsed.spki, parsed.not_before, parsed.not_after, &network);
+    let facts = CertificateFacts {
+        json: serde_json::json!({
+            "node_id": parsed.node_id,
+            "not_before": clock::format_rfc3339(parsed.not_before),
+            "not_after": clock::format_rfc3339(parsed.not_after),
+            "network": args.network.clone().unwrap_or_default(),
+            "network_id": network,
+            "binding_ok": quote.report_data() == binding,
+        }),
+        refusals,
+    };
+    let report = Report::build(
+        &args.file,
+        &quote,
+        &ctx.collateral,
+        &ctx.verifier,
+        &ctx.policy,
+        ctx.policy_source,
+        ctx.now,
+        Some(&binding),
+        Some(facts),
+    );
+    print(&report, ctx.json);
     Ok(report.accepted)
 }

@@ -13,7 +13,8 @@
 //!                    td_attributes: {hex, flags}, xfam, report_data},
 //!   "tdx_module": {mr_seam, tee_tcb_svn},
 //!   "policy": {source, measurements_checked, matched_entry},
-//!   "reasons": [{stage, code, message, detail?}] }
+//!   "certificate": {node_id, not_before, not_after, network, network_id} | null,
+//!   "reasons": [{stage, code, message, detail?}] }   // stage: certificate | verification | policy
 //! ```
 
 use std::fmt::Write as _;
@@ -68,6 +69,14 @@ impl Reason {
     }
 }
 
+/// What an RA-TLS certificate added to the evidence (for `tessella-verify cert`).
+pub struct CertificateFacts {
+    /// Node id, validity, network: shown in the report.
+    pub json: Value,
+    /// Certificate-level refusals (window, binding) found before the quote.
+    pub refusals: Vec<(&'static str, String)>,
+}
+
 /// Everything known about one quote after verification.
 pub struct Report {
     /// The verdict.
@@ -101,6 +110,7 @@ impl Report {
         policy_source: Option<String>,
         now: u64,
         report_data: Option<&[u8; 64]>,
+        certificate: Option<CertificateFacts>,
     ) -> Report {
         let fmspc = quote.fmspc().ok();
         let used: Option<Collateral> = match collateral {
@@ -113,6 +123,18 @@ impl Report {
         };
 
         let mut reasons = Vec::new();
+        let mut cert_json = Value::Null;
+        if let Some(c) = certificate {
+            for (code, message) in c.refusals {
+                reasons.push(Reason {
+                    stage: "certificate",
+                    code,
+                    message,
+                    detail: None,
+                });
+            }
+            cert_json = c.json;
+        }
         let mut matched = None;
         match &attested {
             Err(e) => reasons.push(Reason::verification(e)),
@@ -207,6 +229,7 @@ impl Report {
                 "tcb": policy.tcb(),
                 "matched_entry": matched.as_ref().map(|e| e.id.clone()),
             },
+            "certificate": cert_json,
             "reasons": reasons,
         });
 
@@ -263,6 +286,16 @@ fn render_text(j: &Value, reasons: &[Reason], accepted: bool) -> String {
         q["size"],
         s(&q["fmspc"])
     );
+    if let Value::Object(c) = &j["certificate"] {
+        let _ = writeln!(
+            out,
+            "certificate   node {}, valid {} .. {}, network {}",
+            s(&c["node_id"]),
+            s(&c["not_before"]),
+            s(&c["not_after"]),
+            s(&c["network"])
+        );
+    }
     let _ = writeln!(out, "trust anchor  {}", s(&j["trust_anchor"]));
     let _ = writeln!(out, "now           {} ({})", s(&j["now_rfc3339"]), j["now"]);
     match &j["collateral"] {

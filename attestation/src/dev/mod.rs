@@ -13,4 +13,4 @@ mod quote;
 
 pub use key::DevKey;
 pub use pki::{DevPki, DevPkiError, DevPlatform, DEV_ANCHOR_NAME, DEV_NOT_AFTER, DEV_NOT_BEFORE};
-pub use quote::{DevTd, DEBUG_TD_ATTRIBUTES, DEV_TD_ATTRIBUTES, DEV_XFAM};
+pub use quote::{DevQuoteProvider, DevTd, DEBUG_TD_ATTRIBUTES, DEV_TD_ATTRIBUTES, DEV_XFAM};

@@ -155,3 +155,33 @@ impl DevPki {
         quote.encode()
     }
 }
+
+/// A quote provider for dev mode: real quotes for a chosen TD, signed under
+/// the dev PKI, in microseconds and on any machine.
+#[derive(Debug, Clone)]
+pub struct DevQuoteProvider {
+    pki: std::sync::Arc<DevPki>,
+    td: DevTd,
+}
+
+impl DevQuoteProvider {
+    /// Quotes for `td` under `pki`.
+    pub fn new(pki: std::sync::Arc<DevPki>, td: DevTd) -> Self {
+        DevQuoteProvider { pki, td }
+    }
+
+    /// The TD this provider claims to be.
+    pub fn td(&self) -> &DevTd {
+        &self.td
+    }
+}
+
+impl crate::provider::QuoteProvider for DevQuoteProvider {
+    fn quote(&self, report_data: &[u8; 64]) -> Result<Vec<u8>, crate::provider::ProviderError> {
+        Ok(self.pki.quote(&self.td, report_data))
+    }
+
+    fn name(&self) -> &str {
+        "dev"
+    }
+}

@@ -1,0 +1,350 @@
+//! rustls verifiers that admit a peer only on verified TDX evidence.
+//!
+//! Both directions share one [`RatlsVerifier`]: parse the certificate, check
+//! its window against the injected clock, recompute the report_data binding,
+//! verify the quote under the trust anchor with collateral from the local
+//! store (no network), apply the policy, then let rustls (ring) check the
+//! TLS 1.3 handshake signature. Verdicts are cached by SHA-256 of the
+//! certificate until the earlier of the certificate's and the evidence's
+//! expiry, so reconnecting peers cost a hash and a map look-up.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use serde::Serialize;
+use tessella_measurements::TdMeasurements;
+
+use super::cert::{CertResolver, ParsedCert, RatlsError};
+use crate::clock::Clock;
+use crate::collateral::CollateralStore;
+use crate::identity::{NetworkId, NodeId};
+use crate::policy::Policy;
+use crate::quote::{Fmspc, Quote};
+use crate::verify::Verifier;
+
+/// Verdicts kept by default; beyond it, the soonest-expiring are dropped.
+pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
+
+/// What the application learns about a verified peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerIdentity {
+    /// The peer's node id (from its TLS key).
+    pub node_id: NodeId,
+    /// Its verified measurements.
+    pub measurements: TdMeasurements,
+    /// The policy entry that admitted it (`None` under an unpinned policy).
+    pub matched_entry: Option<String>,
+    /// Its platform's TCB status.
+    pub tcb_status: String,
+    /// Its platform model.
+    pub fmspc: Fmspc,
+    /// The trust anchor the quote chains to.
+    pub anchor: String,
+    /// When the certificate expires.
+    pub cert_not_after: u64,
+    /// When this verdict expires (the earlier of certificate and evidence).
+    pub verdict_expires: u64,
+}
+
+/// Verified identities by certificate hash, bounded.
+#[derive(Debug)]
+pub struct VerdictCache {
+    entries: RwLock<HashMap<[u8; 32], Arc<PeerIdentity>>>,
+    capacity: usize,
+}
+
+impl VerdictCache {
+    /// A cache holding at most `capacity` verdicts.
+    pub fn new(capacity: usize) -> Self {
+        VerdictCache {
+            entries: RwLock::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The cache key of a certificate.
+    pub fn key(cert_der: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, cert_der).as_ref());
+        out
+    }
+
+    /// A verdict still valid at `now`.
+    pub fn get(&self, key: &[u8; 32], now: u64) -> Option<Arc<PeerIdentity>> {
+        let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        map.get(key).filter(|id| now <= id.verdict_expires).cloned()
+    }
+
+    fn insert(&self, key: [u8; 32], identity: Arc<PeerIdentity>, now: u64) {
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.capacity && !map.contains_key(&key) {
+            map.retain(|_, id| now <= id.verdict_expires);
+            if map.len() >= self.capacity {
+                // Evict the verdict that would expire first.
+                if let Some(victim) = map
+                    .iter()
+                    .min_by_key(|(_, id)| id.verdict_expires)
+                    .map(|(k, _)| *k)
+                {
+                    map.remove(&victim);
+                }
+            }
+        }
+        map.insert(key, identity);
+    }
+
+    /// Number of cached verdicts.
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The shared verification core of both rustls verifiers.
+pub struct RatlsVerifier {
+    verifier: Verifier,
+    store: Arc<CollateralStore>,
+    policy: Arc<Policy>,
+    network: NetworkId,
+    clock: Arc<dyn Clock>,
+    cache: VerdictCache,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl fmt::Debug for RatlsVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RatlsVerifier")
+            .field("anchor", self.verifier.anchor())
+            .field("network", &self.network)
+            .field("cached", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RatlsVerifier {
+    /// A verifier for peers of `network`, trusting `verifier`'s anchor,
+    /// collateral from `store`, admitting by `policy`, timed by `clock`.
+    pub fn new(
+        verifier: Verifier,
+        store: Arc<CollateralStore>,
+        policy: Arc<Policy>,
+        network: NetworkId,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
+        Arc::new(RatlsVerifier {
+            verifier,
+            store,
+            policy,
+            network,
+            clock,
+            cache: VerdictCache::new(DEFAULT_CACHE_CAPACITY),
+            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+        })
+    }
+
+    /// The verdict cache.
+    pub fn cache(&self) -> &VerdictCache {
+        &self.cache
+    }
+
+    /// The identity behind a certificate the handshake already verified
+    /// (for the application after the handshake): a cache look-up.
+    pub fn peer_identity(&self, cert_der: &[u8]) -> Option<Arc<PeerIdentity>> {
+        self.cache
+            .get(&VerdictCache::key(cert_der), self.clock.now_unix())
+    }
+
+    /// Verify a peer certificate at the clock's time, using the cache.
+    pub fn verify_cert(&self, cert_der: &[u8]) -> Result<Arc<PeerIdentity>, RatlsError> {
+        let now = self.clock.now_unix();
+        let key = VerdictCache::key(cert_der);
+        if let Some(hit) = self.cache.get(&key, now) {
+            return Ok(hit);
+        }
+        let result = self.verify_uncached(cert_der, now);
+        match &result {
+            Ok(id) => {
+                tracing::info!(peer = %id.node_id, entry = ?id.matched_entry, tcb = %id.tcb_status, "peer admitted");
+                self.cache.insert(key, id.clone(), now);
+            }
+            Err(e) => tracing::warn!(code = e.code(), reason = %e, "peer certificate refused"),
+        }
+        result
+    }
+
+    fn verify_uncached(&self, cert_der: &[u8], now: u64) -> Result<Arc<PeerIdentity>, RatlsError> {
+        let parsed = ParsedCert::parse(cert_der)?;
+        let report_data = parsed.check(&self.network, now)?;
+        let quote = Quote::decode(&parsed.quote).map_err(crate::VerifyError::from)?;
+        if quote.report_data() != report_data {
+            return Err(RatlsError::Binding);
+        }
+        let verified =
+            self.verifier
+                .verify_in(&quote, &self.store, &self.policy, now, Some(&report_data))?;
+        let a = verified.attested();
+        Ok(Arc::new(PeerIdentity {
+            node_id: parsed.node_id,
+            measurements: a.measurements(),
+            matched_entry: verified.matched_entry().map(|e| e.id.clone()),
+            tcb_status: a.tcb_status().to_string(),
+            fmspc: a.fmspc(),
+            anchor: self.verifier.anchor().to_string(),
+            cert_not_after: parsed.not_after,
+            verdict_expires: parsed.not_after.min(a.valid_window().not_after),
+        }))
+    }
+
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        self.verify_cert(end_entity.as_ref())
+            .map(|_| ())
+            .map_err(to_rustls)
+    }
+}
+
+/// Map a refusal onto rustls: expiry keeps its own alert, everything else
+/// carries the typed reason (the peer sees it in the QUIC close reason).
+fn to_rustls(e: RatlsError) -> rustls::Error {
+    let cert_error = match e {
+        RatlsError::Expired { .. } => CertificateError::Expired,
+        RatlsError::NotYetValid { .. } => CertificateError::NotValidYet,
+        other => CertificateError::Other(rustls::OtherError(Arc::new(other))),
+    };
+    rustls::Error::InvalidCertificate(cert_error)
+}
+
+/// Client side: verifies the server's certificate.
+#[derive(Debug)]
+pub struct RatlsServerVerifier(pub Arc<RatlsVerifier>);
+
+impl ServerCertVerifier for RatlsServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // Identity is the attested key, not a name; RA-TLS certs are self-signed.
+        if !intermediates.is_empty() {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            ));
+        }
+        self.0.check(end_entity)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.algorithms.supported_schemes()
+    }
+}
+
+/// Server side: verifies the client's certificate (mandatory).
+#[derive(Debug)]
+pub struct RatlsClientVerifier(pub Arc<RatlsVerifier>);
+
+impl ClientCertVerifier for RatlsClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if !intermediates.is_empty() {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            ));
+        }
+        self.0.check(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls12NotOffered,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.algorithms.supported_schemes()
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS 1.3-only client config on the ring provider that presents `identity`
+/// and admits servers through `verifier`. The caller sets ALPN.
+pub fn client_config(
+    identity: Arc<CertResolver>,
+    verifier: Arc<RatlsVerifier>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(RatlsServerVerifier(verifier)))
+        .with_client_cert_resolver(identity))
+}
+
+/// A TLS 1.3-only server config on the ring provider that presents
+/// `identity` and requires clients to pass `verifier`. The caller sets ALPN.
+pub fn server_config(
+    identity: Arc<CertResolver>,
+    verifier: Arc<RatlsVerifier>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    Ok(rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(RatlsClientVerifier(verifier)))
+        .with_cert_resolver(identity))
+}
