@@ -1104,35 +1104,10 @@ fn map_decode_error(kind: ErrorKind, alg: &str) -> TicketError {
 /// Decodes unpadded base64url (RFC 4648 §5), refusing padding, other
 /// alphabets and non-zero trailing bits, as JWS requires.
 fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    fn sextet(c: u8) -> Option<u32> {
-        Some(u32::from(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            b'_' => 63,
-            _ => return None,
-        }))
-    }
-    let bytes = text.as_bytes();
-    if bytes.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3 + 2);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= sextet(c)? << (18 - 6 * i);
-        }
-        let produced = chunk.len() - 1;
-        // Bits below the last whole byte must be zero, or two spellings would
-        // decode to the same bytes.
-        if acc & (0x00FF_FFFF >> (8 * produced)) != 0 {
-            return None;
-        }
-        out.extend_from_slice(&acc.to_be_bytes()[1..=produced]);
-    }
-    Some(out)
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()
 }
 
 #[cfg(test)]
@@ -1171,18 +1146,8 @@ mod tests {
     }
 
     fn b64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let mut buf = [0u8; 3];
-            buf[..chunk.len()].copy_from_slice(chunk);
-            let acc = (u32::from(buf[0]) << 16) | (u32::from(buf[1]) << 8) | u32::from(buf[2]);
-            for i in 0..=chunk.len() {
-                out.push(char::from(ALPHABET[((acc >> (18 - 6 * i)) & 63) as usize]));
-            }
-        }
-        out
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
     fn craft(header: &serde_json::Value, claims: &TicketClaims, signature: &[u8]) -> String {
