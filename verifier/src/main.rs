@@ -42,6 +42,26 @@ enum Command {
     /// Verify an RA-TLS certificate (PEM or DER): its window, the quote's
     /// binding of its key, validity and network, then the quote.
     Cert(CertArgs),
+    /// Write dev-mode sample evidence (dev root, collateral, a quote, an RA-TLS
+    /// certificate) to a directory, to try `quote` and `cert` without a TD.
+    /// Dev evidence is signed by a PKI derived from a public seed: never trust it.
+    DevSample(DevSampleArgs),
+}
+
+#[derive(clap::Args)]
+struct DevSampleArgs {
+    /// Directory to write into (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Network the certificate is bound to.
+    #[arg(long, default_value = "dev")]
+    network: String,
+    /// Seed of the dev PKI.
+    #[arg(long, default_value = "tessella-dev")]
+    seed: String,
+    /// Make a debug TD's evidence (which every verifier must refuse).
+    #[arg(long)]
+    debug: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -119,6 +139,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Quote(args) => quote(args),
         Command::Cert(args) => cert(args),
+        Command::DevSample(args) => dev_sample(args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -365,4 +386,47 @@ fn cert(args: CertArgs) -> anyhow::Result<bool> {
     );
     print(&report, ctx.json);
     Ok(report.accepted)
+}
+
+fn dev_sample(args: DevSampleArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use tessella_attestation::dev::{DevPki, DevQuoteProvider, DevTd};
+
+    let pki = Arc::new(DevPki::generate(args.seed.as_bytes()).context("dev PKI")?);
+    let mut td = DevTd::named("tessella-dev-node");
+    if args.debug {
+        td = td.debug();
+    }
+    let now = clock::now_unix();
+    let provider = DevQuoteProvider::new(pki.clone(), td);
+    let identity = tessella_attestation::ratls::issue(
+        &provider,
+        &NetworkId::from_name(&args.network),
+        now,
+        24 * 3600,
+    )
+    .context("issuing the RA-TLS certificate")?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let write = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
+        let path = args.out.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("dev-root.pem", pki.root_pem().as_bytes())?;
+    write("dev-collateral.json", &pki.collateral().to_json())?;
+    write("dev-quote.bin", &pki.quote(&td, &[0; 64]))?;
+    write("node-cert.pem", identity.cert_pem().as_bytes())?;
+    println!(
+        "wrote dev-root.pem, dev-collateral.json, dev-quote.bin and node-cert.pem to {}\n\
+         node {} on network {:?}, certificate valid for 24 h\n\
+         try: tessella-verify cert {}/node-cert.pem --network {} -c {}/dev-collateral.json --dev-root {}/dev-root.pem",
+        args.out.display(),
+        identity.node_id(),
+        args.network,
+        args.out.display(),
+        args.network,
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(())
 }

@@ -255,3 +255,52 @@ fn dev_quote_verifies_with_dev_root_der() {
     assert_eq!(code, 0, "{stdout} {stderr}");
     assert_eq!(json(&stdout)["trust_anchor"], DEV_ANCHOR_NAME);
 }
+
+#[test]
+fn dev_sample_writes_evidence_that_verifies() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = dir.path().join("sample");
+    let (code, stdout, stderr) = run(&["dev-sample", "--out", s(&out), "--network", "lab"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("node-cert.pem"), "{stdout}");
+    let p = |n: &str| out.join(n);
+    let (code, stdout, _) = run(&[
+        "cert",
+        s(&p("node-cert.pem")),
+        "--network",
+        "lab",
+        "-c",
+        s(&p("dev-collateral.json")),
+        "--dev-root",
+        s(&p("dev-root.pem")),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout, _) = run(&[
+        "quote",
+        s(&p("dev-quote.bin")),
+        "-c",
+        s(&p("dev-collateral.json")),
+        "--dev-root",
+        s(&p("dev-root.pem")),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+    // A debug sample is refused.
+    let dbg = dir.path().join("debug");
+    let (code, _, _) = run(&["dev-sample", "--out", s(&dbg), "--debug"]);
+    assert_eq!(code, 0);
+    let (code, stdout, _) = run(&[
+        "cert",
+        s(&dbg.join("node-cert.pem")),
+        "--network",
+        "dev",
+        "-c",
+        s(&dbg.join("dev-collateral.json")),
+        "--dev-root",
+        s(&dbg.join("dev-root.pem")),
+        "--json",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(codes(&json(&stdout)), vec!["debug_td"]);
+}
