@@ -179,15 +179,43 @@ impl RatlsIdentity {
 }
 
 /// Issue a certificate valid for `lifetime_secs` from `now`, with a fresh
-/// key and a quote from `provider` binding it to `network`.
+/// in-memory key and a quote from `provider` binding it to `network`.
 pub fn issue(
     provider: &dyn QuoteProvider,
     network: &NetworkId,
     now: u64,
     lifetime_secs: u64,
 ) -> Result<RatlsIdentity, RatlsError> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| RatlsError::Generate(e.to_string()))?;
+    issue_with_key(Arc::new(key.serialize_der()), provider, network, now, lifetime_secs)
+}
+
+impl RatlsIdentity {
+    /// A new certificate for the same key (so the node id stays), a new
+    /// window and a fresh quote.
+    pub fn renew(
+        &self,
+        provider: &dyn QuoteProvider,
+        network: &NetworkId,
+        now: u64,
+        lifetime_secs: u64,
+    ) -> Result<RatlsIdentity, RatlsError> {
+        issue_with_key(self.key_pkcs8.clone(), provider, network, now, lifetime_secs)
+    }
+}
+
+fn issue_with_key(
+    key_pkcs8: Arc<Vec<u8>>,
+    provider: &dyn QuoteProvider,
+    network: &NetworkId,
+    now: u64,
+    lifetime_secs: u64,
+) -> Result<RatlsIdentity, RatlsError> {
     let gen = |e: rcgen::Error| RatlsError::Generate(e.to_string());
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen)?;
+    let der = PrivatePkcs8KeyDer::from(key_pkcs8.as_slice());
+    let key = KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(gen)?;
     let spki = key.subject_public_key_info();
     let node_id = NodeId::from_spki(&spki);
     let not_before = now.saturating_sub(BACKDATE_SECS);
@@ -217,7 +245,7 @@ pub fn issue(
     let cert = params.self_signed(&key).map_err(gen)?;
     Ok(RatlsIdentity {
         cert: cert.der().clone(),
-        key_pkcs8: Arc::new(key.serialize_der()),
+        key_pkcs8,
         node_id,
         not_before,
         not_after,
@@ -343,9 +371,10 @@ impl CertResolver {
         Ok(())
     }
 
-    /// Issue and serve a new certificate if the current one is two thirds
-    /// through its life. Returns whether it renewed. Call it from a
-    /// background task, never from a handshake.
+    /// Issue and serve a new certificate for the same key (the node id
+    /// stays) if the current one is two thirds through its life. Returns
+    /// whether it renewed. Call it from a background task, never from a
+    /// handshake.
     pub fn renew_if_due(
         &self,
         provider: &dyn QuoteProvider,
@@ -356,7 +385,8 @@ impl CertResolver {
         if !self.current().renewal_due(now) {
             return Ok(false);
         }
-        self.replace(issue(provider, network, now, lifetime_secs)?)?;
+        let renewed = self.current().renew(provider, network, now, lifetime_secs)?;
+        self.replace(renewed)?;
         Ok(true)
     }
 
