@@ -133,3 +133,26 @@ fn tampered_dev_quote_is_refused() {
         .expect_err("tampered");
     assert!(matches!(err, VerifyError::Signature(_)), "{err:?}");
 }
+
+#[test]
+fn node_signatures_verify_and_name_the_node() {
+    use tessella_attestation::dev::DevQuoteProvider;
+    use tessella_attestation::identity::NetworkId;
+    use tessella_attestation::ratls;
+    let pki = std::sync::Arc::new(pki());
+    let provider = DevQuoteProvider::new(pki, DevTd::named("node"));
+    let id = ratls::issue(&provider, &NetworkId::from_name("n"), NOW, 3600).expect("issue");
+    let spki = id.spki_der().expect("spki");
+    let sig = id.sign(b"record").expect("sign");
+    assert_eq!(
+        ratls::verify_node_signature(&spki, b"record", &sig).expect("verifies"),
+        id.node_id()
+    );
+    assert!(ratls::verify_node_signature(&spki, b"recorD", &sig).is_err());
+    // Renewal keeps the key, so the id and signatures stay valid.
+    let renewed = id
+        .renew(&provider, &NetworkId::from_name("n"), NOW + 3000, 3600)
+        .expect("renew");
+    assert_eq!(renewed.node_id(), id.node_id());
+    assert_ne!(renewed.cert_der(), id.cert_der());
+}

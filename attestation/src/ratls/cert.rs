@@ -152,6 +152,27 @@ impl RatlsIdentity {
         self.node_id
     }
 
+    /// The key's SubjectPublicKeyInfo, DER (what the node id is derived from).
+    pub fn spki_der(&self) -> Result<Vec<u8>, RatlsError> {
+        ParsedCert::parse(self.cert.as_ref()).map(|p| p.spki)
+    }
+
+    /// Sign `msg` with the node's key (ECDSA P-256 / SHA-256, ASN.1 DER), for
+    /// records that must be attributable to this node, such as discovery
+    /// records. Verify with [`verify_node_signature`].
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, RatlsError> {
+        let rng = ring::rand::SystemRandom::new();
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &self.key_pkcs8,
+            &rng,
+        )
+        .map_err(|e| RatlsError::Generate(e.to_string()))?;
+        key.sign(&rng, msg)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|e| RatlsError::Generate(e.to_string()))
+    }
+
     /// Start of validity (Unix seconds).
     pub fn not_before(&self) -> u64 {
         self.not_before
@@ -188,7 +209,13 @@ pub fn issue(
 ) -> Result<RatlsIdentity, RatlsError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| RatlsError::Generate(e.to_string()))?;
-    issue_with_key(Arc::new(key.serialize_der()), provider, network, now, lifetime_secs)
+    issue_with_key(
+        Arc::new(key.serialize_der()),
+        provider,
+        network,
+        now,
+        lifetime_secs,
+    )
 }
 
 impl RatlsIdentity {
@@ -201,7 +228,13 @@ impl RatlsIdentity {
         now: u64,
         lifetime_secs: u64,
     ) -> Result<RatlsIdentity, RatlsError> {
-        issue_with_key(self.key_pkcs8.clone(), provider, network, now, lifetime_secs)
+        issue_with_key(
+            self.key_pkcs8.clone(),
+            provider,
+            network,
+            now,
+            lifetime_secs,
+        )
     }
 }
 
@@ -214,8 +247,8 @@ fn issue_with_key(
 ) -> Result<RatlsIdentity, RatlsError> {
     let gen = |e: rcgen::Error| RatlsError::Generate(e.to_string());
     let der = PrivatePkcs8KeyDer::from(key_pkcs8.as_slice());
-    let key = KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(gen)?;
+    let key =
+        KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ECDSA_P256_SHA256).map_err(gen)?;
     let spki = key.subject_public_key_info();
     let node_id = NodeId::from_spki(&spki);
     let not_before = now.saturating_sub(BACKDATE_SECS);
@@ -250,6 +283,23 @@ fn issue_with_key(
         not_before,
         not_after,
     })
+}
+
+/// Check a signature made by [`RatlsIdentity::sign`]: `spki_der` must be a
+/// P-256 SubjectPublicKeyInfo. Returns the signer's node id.
+pub fn verify_node_signature(
+    spki_der: &[u8],
+    msg: &[u8],
+    signature: &[u8],
+) -> Result<NodeId, RatlsError> {
+    use x509_parser::prelude::FromDer;
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| RatlsError::BadCertificate(format!("bad public key: {e}")))?;
+    let point = spki.subject_public_key.data.as_ref();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, point)
+        .verify(msg, signature)
+        .map_err(|_| RatlsError::BadCertificate("signature does not verify".into()))?;
+    Ok(NodeId::from_spki(spki_der))
 }
 
 /// What an RA-TLS certificate claims, before verification.
@@ -385,7 +435,9 @@ impl CertResolver {
         if !self.current().renewal_due(now) {
             return Ok(false);
         }
-        let renewed = self.current().renew(provider, network, now, lifetime_secs)?;
+        let renewed = self
+            .current()
+            .renew(provider, network, now, lifetime_secs)?;
         self.replace(renewed)?;
         Ok(true)
     }

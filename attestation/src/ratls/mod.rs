@@ -19,8 +19,8 @@ mod cert;
 pub mod verifier;
 
 pub use cert::{
-    issue, report_data_for, CertResolver, ParsedCert, RatlsError, RatlsIdentity,
-    QUOTE_EXTENSION_OID, REPORT_DATA_DOMAIN,
+    issue, report_data_for, verify_node_signature, CertResolver, ParsedCert, RatlsError,
+    RatlsIdentity, QUOTE_EXTENSION_OID, REPORT_DATA_DOMAIN,
 };
 pub use verifier::{
     client_config, server_config, PeerIdentity, RatlsClientVerifier, RatlsServerVerifier,
