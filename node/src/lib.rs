@@ -1,8 +1,20 @@
 //! The tessella node runtime.
 //!
-//! Not built yet: the attested QUIC transport, discovery, streams, Raft groups,
-//! replicated collections and the admin API arrive with later issues. Today this
-//! crate only re-exports the attestation layer that everything here will admit
-//! peers through, so the dependency direction of DESIGN.md is in place.
+//! A node runs one QUIC endpoint whose every connection is mutually
+//! authenticated with RA-TLS (see `tessella-attestation`), admits a peer only
+//! when its verdict and its JWT ticket satisfy the policy, finds peers through
+//! signed gossip, and exposes an admin API over HTTP.
+//!
+//! - [`id`]: intent-addressed identifiers (networks, nodes, streams, groups, stores, tags).
+//! - [`wire`]: ALPN, stream headers, close codes and length-prefixed frames.
+//! - [`config`]: the node's TOML configuration with environment overrides.
+//! - [`discovery`]: signed peer records, the catalog and push-pull gossip.
+//! - [`admin`]: the axum admin API.
+
+pub mod admin;
+pub mod config;
+pub mod discovery;
+pub mod id;
+pub mod wire;
 
 pub use tessella_attestation as attestation;
