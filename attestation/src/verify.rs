@@ -162,7 +162,11 @@ impl VerifyError {
             || has("CrlExpired")
         {
             VerifyError::NotValidAt { now, detail }
-        } else if has("root CA CRL") || has("UnknownIssuer") || has("Failed to load root ca") {
+        } else if has("root CA CRL")
+            || has("UnknownIssuer")
+            || has("Failed to load root ca")
+            || has("Failed to verify certificate chain")
+        {
             // The collateral or PCK chain was not issued under this trust
             // anchor (dev evidence under Intel's root, or the reverse).
             VerifyError::CertificateChain(detail)

@@ -8,7 +8,7 @@
 //! this key, this validity window and this network; the TLS handshake proves
 //! possession of the key. The rustls verifiers in [`verifier`] run the whole
 //! chain (window, binding, quote, TCB, measurements) on every peer
-//! certificate, cache the verdict by certificate hash, and hand the verified
+//! certificate, cache the verdict per certificate, and hand the verified
 //! [`PeerIdentity`] to the application.
 //!
 //! Quote generation is slow (tens of ms on hardware) and never happens on the
@@ -23,6 +23,6 @@ pub use cert::{
     RatlsIdentity, QUOTE_EXTENSION_OID, REPORT_DATA_DOMAIN,
 };
 pub use verifier::{
-    client_config, server_config, PeerIdentity, RatlsClientVerifier, RatlsServerVerifier,
-    RatlsVerifier, VerdictCache, DEFAULT_CACHE_CAPACITY,
+    client_config, refusal_of, server_config, Fingerprint, PeerIdentity, RatlsClientVerifier,
+    RatlsServerVerifier, RatlsVerifier, VerdictCache, DEFAULT_CACHE_CAPACITY,
 };

@@ -29,7 +29,8 @@ use crate::quote::{Fmspc, Quote};
 use crate::verify::Verifier;
 
 /// Verdicts kept by default; beyond it, the soonest-expiring are dropped.
-pub const DEFAULT_CACHE_CAPACITY: usize = 4096;
+/// Each holds its certificate (about 5 KB), so the cache stays under 6 MB.
+pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
 
 /// What the application learns about a verified peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,17 +47,56 @@ pub struct PeerIdentity {
     pub fmspc: Fmspc,
     /// The trust anchor the quote chains to.
     pub anchor: String,
+    /// When the certificate starts being valid.
+    pub cert_not_before: u64,
     /// When the certificate expires.
     pub cert_not_after: u64,
     /// When this verdict expires (the earlier of certificate and evidence).
     pub verdict_expires: u64,
 }
 
-/// Verified identities by certificate hash, bounded.
-#[derive(Debug)]
+/// A cheap hash-table key for a certificate: its length and its last 64
+/// bytes (inside the signature, which differs for every certificate). It only
+/// picks the slot; a hit also requires the whole DER to be equal, so a
+/// collision can cost a verification, never admit the wrong certificate.
+/// Hashing the whole 5 KB certificate would dominate a cached look-up.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Fingerprint {
+    len: usize,
+    tail: [u8; 64],
+}
+
+impl Fingerprint {
+    /// The fingerprint of a DER certificate.
+    pub fn of(cert_der: &[u8]) -> Fingerprint {
+        let mut tail = [0u8; 64];
+        let n = cert_der.len().min(64);
+        tail[64 - n..].copy_from_slice(&cert_der[cert_der.len() - n..]);
+        Fingerprint {
+            len: cert_der.len(),
+            tail,
+        }
+    }
+}
+
+struct CacheEntry {
+    der: Box<[u8]>,
+    identity: Arc<PeerIdentity>,
+}
+
+/// Verified identities by certificate, bounded.
 pub struct VerdictCache {
-    entries: RwLock<HashMap<[u8; 32], Arc<PeerIdentity>>>,
+    entries: RwLock<HashMap<Fingerprint, CacheEntry>>,
     capacity: usize,
+}
+
+impl fmt::Debug for VerdictCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerdictCache")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
 }
 
 impl VerdictCache {
@@ -68,35 +108,39 @@ impl VerdictCache {
         }
     }
 
-    /// The cache key of a certificate.
-    pub fn key(cert_der: &[u8]) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, cert_der).as_ref());
-        out
-    }
-
-    /// A verdict still valid at `now`.
-    pub fn get(&self, key: &[u8; 32], now: u64) -> Option<Arc<PeerIdentity>> {
+    /// The verdict for exactly this certificate, if still valid at `now`.
+    pub fn get(&self, cert_der: &[u8], now: u64) -> Option<Arc<PeerIdentity>> {
         let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        map.get(key).filter(|id| now <= id.verdict_expires).cloned()
+        map.get(&Fingerprint::of(cert_der))
+            .filter(|e| *e.der == *cert_der)
+            .map(|e| &e.identity)
+            .filter(|id| id.cert_not_before <= now && now <= id.verdict_expires)
+            .cloned()
     }
 
-    fn insert(&self, key: [u8; 32], identity: Arc<PeerIdentity>, now: u64) {
+    fn insert(&self, cert_der: &[u8], identity: Arc<PeerIdentity>, now: u64) {
+        let key = Fingerprint::of(cert_der);
         let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.capacity && !map.contains_key(&key) {
-            map.retain(|_, id| now <= id.verdict_expires);
+            map.retain(|_, e| now <= e.identity.verdict_expires);
             if map.len() >= self.capacity {
                 // Evict the verdict that would expire first.
                 if let Some(victim) = map
                     .iter()
-                    .min_by_key(|(_, id)| id.verdict_expires)
+                    .min_by_key(|(_, e)| e.identity.verdict_expires)
                     .map(|(k, _)| *k)
                 {
                     map.remove(&victim);
                 }
             }
         }
-        map.insert(key, identity);
+        map.insert(
+            key,
+            CacheEntry {
+                der: cert_der.into(),
+                identity,
+            },
+        );
     }
 
     /// Number of cached verdicts.
@@ -160,22 +204,20 @@ impl RatlsVerifier {
     /// The identity behind a certificate the handshake already verified
     /// (for the application after the handshake): a cache look-up.
     pub fn peer_identity(&self, cert_der: &[u8]) -> Option<Arc<PeerIdentity>> {
-        self.cache
-            .get(&VerdictCache::key(cert_der), self.clock.now_unix())
+        self.cache.get(cert_der, self.clock.now_unix())
     }
 
     /// Verify a peer certificate at the clock's time, using the cache.
     pub fn verify_cert(&self, cert_der: &[u8]) -> Result<Arc<PeerIdentity>, RatlsError> {
         let now = self.clock.now_unix();
-        let key = VerdictCache::key(cert_der);
-        if let Some(hit) = self.cache.get(&key, now) {
+        if let Some(hit) = self.cache.get(cert_der, now) {
             return Ok(hit);
         }
         let result = self.verify_uncached(cert_der, now);
         match &result {
             Ok(id) => {
                 tracing::info!(peer = %id.node_id, entry = ?id.matched_entry, tcb = %id.tcb_status, "peer admitted");
-                self.cache.insert(key, id.clone(), now);
+                self.cache.insert(cert_der, id.clone(), now);
             }
             Err(e) => tracing::warn!(code = e.code(), reason = %e, "peer certificate refused"),
         }
@@ -200,6 +242,7 @@ impl RatlsVerifier {
             tcb_status: a.tcb_status().to_string(),
             fmspc: a.fmspc(),
             anchor: self.verifier.anchor().to_string(),
+            cert_not_before: parsed.not_before,
             cert_not_after: parsed.not_after,
             verdict_expires: parsed.not_after.min(a.valid_window().not_after),
         }))
@@ -212,15 +255,45 @@ impl RatlsVerifier {
     }
 }
 
+/// What a refused peer is told: the stable code only. rustls renders the
+/// error with `Debug` into the TLS alert's close reason, which reaches the
+/// peer; the full account (which may name our allow-list) stays in our log.
+struct Refusal(RatlsError);
+
+impl fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.code())
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 /// Map a refusal onto rustls: expiry keeps its own alert, everything else
-/// carries the typed reason (the peer sees it in the QUIC close reason).
+/// carries the refusal (code for the peer, full error for local callers via
+/// [`refusal_of`]).
 fn to_rustls(e: RatlsError) -> rustls::Error {
     let cert_error = match e {
         RatlsError::Expired { .. } => CertificateError::Expired,
         RatlsError::NotYetValid { .. } => CertificateError::NotValidYet,
-        other => CertificateError::Other(rustls::OtherError(Arc::new(other))),
+        other => CertificateError::Other(rustls::OtherError(Arc::new(Refusal(other)))),
     };
     rustls::Error::InvalidCertificate(cert_error)
+}
+
+/// The typed reason inside a rustls error produced by these verifiers.
+pub fn refusal_of(e: &rustls::Error) -> Option<&RatlsError> {
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+            other.0.downcast_ref::<Refusal>().map(|r| &r.0)
+        }
+        _ => None,
+    }
 }
 
 /// Client side: verifies the server's certificate.
@@ -330,11 +403,13 @@ pub fn client_config(
     identity: Arc<CertResolver>,
     verifier: Arc<RatlsVerifier>,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
-    Ok(rustls::ClientConfig::builder_with_provider(provider())
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(RatlsServerVerifier(verifier)))
-        .with_client_cert_resolver(identity))
+        .with_client_cert_resolver(identity);
+    config.resumption = rustls::client::Resumption::disabled(); // resuming skips the verifier
+    Ok(config)
 }
 
 /// A TLS 1.3-only server config on the ring provider that presents
@@ -343,8 +418,10 @@ pub fn server_config(
     identity: Arc<CertResolver>,
     verifier: Arc<RatlsVerifier>,
 ) -> Result<rustls::ServerConfig, rustls::Error> {
-    Ok(rustls::ServerConfig::builder_with_provider(provider())
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(RatlsClientVerifier(verifier)))
-        .with_cert_resolver(identity))
+        .with_cert_resolver(identity);
+    config.send_tls13_tickets = 0; // no resumption: it would skip the verifier
+    Ok(config)
 }
