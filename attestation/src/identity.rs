@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+
 /// A node's identity: derived from its TLS public key (SPKI DER), so it is
 /// stable for the key and cannot be claimed without it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,7 +56,22 @@ macro_rules! hex_id {
 
         impl serde::Serialize for $t {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
+                if s.is_human_readable() {
+                    s.collect_str(self)
+                } else {
+                    serde::Serialize::serialize(&self.0, s)
+                }
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                if d.is_human_readable() {
+                    let text = <String as serde::Deserialize>::deserialize(d)?;
+                    text.parse().map_err(serde::de::Error::custom)
+                } else {
+                    <[u8; 32] as serde::Deserialize>::deserialize(d).map($t)
+                }
             }
         }
     };
