@@ -3,7 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-
 /// A node's identity: derived from its TLS public key (SPKI DER), so it is
 /// stable for the key and cannot be claimed without it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,7 +58,7 @@ macro_rules! hex_id {
                 if s.is_human_readable() {
                     s.collect_str(self)
                 } else {
-                    serde::Serialize::serialize(&self.0, s)
+                    s.serialize_bytes(&self.0)
                 }
             }
         }
@@ -70,7 +69,10 @@ macro_rules! hex_id {
                     let text = <String as serde::Deserialize>::deserialize(d)?;
                     text.parse().map_err(serde::de::Error::custom)
                 } else {
-                    <[u8; 32] as serde::Deserialize>::deserialize(d).map($t)
+                    let bytes = <Vec<u8> as serde::Deserialize>::deserialize(d)?;
+                    <[u8; 32]>::try_from(bytes.as_slice())
+                        .map($t)
+                        .map_err(|_| serde::de::Error::invalid_length(bytes.len(), &"32 bytes"))
                 }
             }
         }

@@ -38,8 +38,8 @@ pub use tessella_measurements as measurements;
 
 pub use policy::{MeasurementRule, Policy, PolicyError, Rejection};
 pub use provider::{ConfigfsTsm, ProviderError, QuoteProvider};
-pub use verify::{Attested, PlatformFlags, TrustAnchor, Verified, Verifier, VerifyError};
 pub use ticket::{
     Permission, ResourceKind, TicketAlgorithm, TicketClaims, TicketError, TicketIssuer,
     TicketValidator, TrustedIssuer,
 };
+pub use verify::{Attested, PlatformFlags, TrustAnchor, Verified, Verifier, VerifyError};

@@ -9,12 +9,22 @@
 //! - [`wire`]: ALPN, stream headers, close codes and length-prefixed frames.
 //! - [`config`]: the node's TOML configuration with environment overrides.
 //! - [`discovery`]: signed peer records, the catalog and push-pull gossip.
+//! - [`admission`]: what a peer must show after the handshake (ticket exchange).
+//! - [`network`]: the running node: endpoint, connections, gossip driver.
 //! - [`admin`]: the axum admin API.
 
 pub mod admin;
+pub mod admission;
 pub mod config;
 pub mod discovery;
 pub mod id;
+pub mod metrics;
+pub mod network;
+pub mod status;
 pub mod wire;
+
+pub use network::{
+    ConnectedPeer, Identity, Limits, Network, NetworkBuilder, NetworkError, TicketSource,
+};
 
 pub use tessella_attestation as attestation;

@@ -43,6 +43,8 @@ pub struct PeerIdentity {
     pub matched_entry: Option<String>,
     /// Its platform's TCB status.
     pub tcb_status: String,
+    /// Advisories that apply to its platform.
+    pub advisory_ids: Vec<String>,
     /// Its platform model.
     pub fmspc: Fmspc,
     /// The trust anchor the quote chains to.
@@ -201,6 +203,21 @@ impl RatlsVerifier {
         &self.cache
     }
 
+    /// The quote verifier (trust anchor).
+    pub fn quote_verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// The collateral store verification reads.
+    pub fn store(&self) -> &Arc<CollateralStore> {
+        &self.store
+    }
+
+    /// The network peers must be bound to.
+    pub fn network(&self) -> &NetworkId {
+        &self.network
+    }
+
     /// The identity behind a certificate the handshake already verified
     /// (for the application after the handshake): a cache look-up.
     pub fn peer_identity(&self, cert_der: &[u8]) -> Option<Arc<PeerIdentity>> {
@@ -240,6 +257,7 @@ impl RatlsVerifier {
             measurements: a.measurements(),
             matched_entry: verified.matched_entry().map(|e| e.id.clone()),
             tcb_status: a.tcb_status().to_string(),
+            advisory_ids: a.advisory_ids().to_vec(),
             fmspc: a.fmspc(),
             anchor: self.verifier.anchor().to_string(),
             cert_not_before: parsed.not_before,

@@ -1,0 +1,46 @@
+//! What the admin API needs from the node runtime.
+
+use super::types::{
+    AttestationView, CollateralAccepted, CollateralRejected, NodeStatus, PeerView, Readiness,
+};
+
+/// The node as the admin API sees it. The runtime implements this; tests use
+/// a fake.
+///
+/// Contract:
+/// - Every method except [`upload_collateral`](Self::upload_collateral) is
+///   called on the async runtime and must answer from in-memory state without
+///   blocking (take a snapshot under a short lock; no disk or network I/O).
+/// - [`upload_collateral`](Self::upload_collateral) runs on tokio's blocking
+///   pool and may verify signatures and write to disk.
+/// - Nothing returned may contain secrets: `/ready` is served without
+///   authentication, and the rest goes to any admin.
+pub trait AdminBackend: Send + Sync + 'static {
+    /// Who this node is: `GET /v1/status`.
+    fn status(&self) -> NodeStatus;
+
+    /// Whether the node can serve, with the checks behind the verdict
+    /// (endpoint bound, certificate valid, collateral present, ...):
+    /// `GET /ready`.
+    fn ready(&self) -> Readiness;
+
+    /// The peer catalog with each peer's verdict: `GET /v1/peers`.
+    fn peers(&self) -> Vec<PeerView>;
+
+    /// This node's own evidence: `GET /v1/attestation`.
+    fn attestation(&self) -> AttestationView;
+
+    /// A collateral bundle (QuoteCollateralV3 JSON, at most
+    /// [`MAX_COLLATERAL_BODY`](super::MAX_COLLATERAL_BODY) bytes, possibly
+    /// empty or garbage) uploaded by an admin: `POST /v1/collateral`.
+    ///
+    /// Must verify it against the node's trust anchor at the node's current
+    /// time *before* storing it, and refuse anything that does not verify
+    /// with a reason the operator can act on. Returns `stored: false` when
+    /// the store already holds the same or newer collateral for that FMSPC.
+    fn upload_collateral(&self, body: &[u8]) -> Result<CollateralAccepted, CollateralRejected>;
+
+    /// The node's metrics in the Prometheus text exposition format (e.g.
+    /// `PrometheusHandle::render`): `GET /metrics`.
+    fn metrics_text(&self) -> String;
+}

@@ -1,0 +1,186 @@
+//! The admin API's error type and its JSON rendering.
+//!
+//! Clients get a status, a stable code and a message written for them; the
+//! full story ([`ApiError`]'s `Display`, which may name this node's network,
+//! its trusted issuers or an internal failure) only goes to the node's log.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tessella_attestation::TicketError;
+
+use super::types::{CollateralRejected, ErrorBody, ErrorDetail};
+
+/// `WWW-Authenticate` for a request without usable credentials (RFC 6750 §3).
+const CHALLENGE: &str = r#"Bearer realm="tessella-admin""#;
+/// `WWW-Authenticate` for a token that was refused.
+const CHALLENGE_INVALID: &str = r#"Bearer realm="tessella-admin", error="invalid_token""#;
+/// `WWW-Authenticate` for a valid token without the admin permission.
+const CHALLENGE_SCOPE: &str = r#"Bearer realm="tessella-admin", error="insufficient_scope""#;
+
+/// Why an admin API call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// No usable `Authorization: Bearer` header. 401 `unauthenticated`.
+    #[error("no usable credentials: {reason}")]
+    Unauthenticated {
+        /// What is wrong with the header (never the header's value).
+        reason: &'static str,
+    },
+    /// The bearer token is not a valid ticket for this network. 401, with
+    /// the [`TicketError::code`].
+    #[error("ticket refused: {0}")]
+    InvalidTicket(#[from] TicketError),
+    /// A valid ticket without the admin permission. 403 `forbidden`.
+    #[error("ticket for {sub} does not grant the admin permission")]
+    Forbidden {
+        /// The ticket's subject (the operator's id).
+        sub: String,
+    },
+    /// The backend refused an uploaded collateral bundle. 400 with its code.
+    #[error("collateral refused ({}): {}", .0.code, .0.reason)]
+    CollateralRejected(#[from] CollateralRejected),
+    /// The request body could not be read. 400 `bad_body`.
+    #[error("cannot read the request body: {0}")]
+    BadBody(String),
+    /// The request body is over the route's limit. 413 `payload_too_large`.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// No such route. 404 `not_found`.
+    #[error("no such route")]
+    NotFound,
+    /// The route exists, not for this method. 405 `method_not_allowed`.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// Something broke inside the node. 500 `internal`; the detail is only
+    /// logged.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated { .. } | ApiError::InvalidTicket(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::CollateralRejected(_) | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable snake_case code in the body (and the `code` label of the
+    /// `tessella_admin_refused_total` counter).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated { .. } => "unauthenticated",
+            ApiError::InvalidTicket(err) => err.code(),
+            ApiError::Forbidden { .. } => "forbidden",
+            ApiError::CollateralRejected(rejected) => rejected.code,
+            ApiError::BadBody(_) => "bad_body",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The message the client sees. Ticket refusals get a fixed sentence per
+    /// code, so an unauthenticated caller learns why its token failed but not
+    /// this node's network name or issuer names (those are in the log line).
+    fn client_message(&self) -> String {
+        match self {
+            ApiError::Unauthenticated { reason } => {
+                format!("{reason}; send `Authorization: Bearer <admin ticket>`")
+            }
+            ApiError::InvalidTicket(err) => ticket_message(err).to_owned(),
+            ApiError::Forbidden { .. } => "the ticket does not grant the admin permission; \
+                 ask the issuer for a ticket with \"admin\": true"
+                .to_owned(),
+            ApiError::CollateralRejected(rejected) => rejected.reason.clone(),
+            ApiError::BadBody(_) => "the request body could not be read".to_owned(),
+            ApiError::PayloadTooLarge { limit } => {
+                format!("the request body is larger than the {limit} bytes allowed")
+            }
+            ApiError::NotFound => "no such route; see the admin API table in the README".to_owned(),
+            ApiError::MethodNotAllowed => {
+                "method not allowed on this route; see the Allow header".to_owned()
+            }
+            ApiError::Internal(_) => "internal error; see the node's log".to_owned(),
+        }
+    }
+
+    fn challenge(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Unauthenticated { .. } => Some(CHALLENGE),
+            ApiError::InvalidTicket(_) => Some(CHALLENGE_INVALID),
+            ApiError::Forbidden { .. } => Some(CHALLENGE_SCOPE),
+            _ => None,
+        }
+    }
+}
+
+fn ticket_message(err: &TicketError) -> &'static str {
+    match err {
+        TicketError::Malformed { .. } => "the bearer token is not a well-formed ticket",
+        TicketError::TooLarge { .. } => "the bearer token is too large to be a ticket",
+        TicketError::UnknownIssuer { .. } => {
+            "the ticket is signed by an issuer this node does not trust; \
+             get a ticket from a trusted issuer"
+        }
+        TicketError::IssuerMismatch { .. } => "the ticket's issuer does not match its signing key",
+        TicketError::BadSignature => "the ticket's signature does not verify",
+        TicketError::Expired { .. } => "the ticket has expired; ask the issuer for a new one",
+        TicketError::NotYetValid { .. } => {
+            "the ticket is not valid yet; check the clocks of the issuer and the node"
+        }
+        TicketError::WrongAudience { .. } => "the ticket is for another network",
+        TicketError::UnsupportedAlgorithm { .. } | TicketError::AlgorithmMismatch { .. } => {
+            "the ticket's signature algorithm is not accepted"
+        }
+        TicketError::InvalidPermission { .. } | TicketError::InvalidClaim { .. } => {
+            "the ticket's claims are invalid"
+        }
+        _ => "the ticket was refused",
+    }
+}
+
+/// Put on every error response, for the logging layer to write one line per
+/// refused call (see `log_refusals` in the parent module).
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub(crate) code: &'static str,
+    pub(crate) detail: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message: self.client_message(),
+            },
+        };
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Some(challenge) = self.challenge() {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response.extensions_mut().insert(Refusal {
+            code: self.code(),
+            detail: self.to_string(),
+        });
+        response
+    }
+}

@@ -1,0 +1,100 @@
+//! Admission: what a peer must show after the RA-TLS handshake.
+//!
+//! ```text
+//! dialer                                   listener
+//!   | -- open bi stream, header Control/1 -->  |
+//!   | -- frame Hello{network, ticket} ------>  |  admit(): network, ticket (sub = dialer's
+//!   |                                          |  node id from its verified certificate)
+//!   | <-- frame Hello{network, ticket} ------  |  or close(AdmissionRefused / WrongNetwork
+//!   admit() the listener the same way          |  / TicketExpired, reason)
+//! ```
+//!
+//! The RA-TLS verdict proves *what* the peer runs; the ticket says *what it
+//! may do* in this network. Both are required, both ways. Decisions are pure
+//! functions of `(verdict, hello, now)` so they are tested without sockets.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tessella_attestation::identity::NetworkId;
+use tessella_attestation::ratls::PeerIdentity;
+use tessella_attestation::{TicketClaims, TicketError, TicketValidator};
+
+use crate::wire::CloseCode;
+
+/// Messages on the control stream. Versioned: a later protocol adds variants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControlMsg {
+    /// Protocol version 1.
+    V1(Hello),
+}
+
+/// A node's introduction: which network it believes it joins and its ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's network id.
+    pub network: NetworkId,
+    /// The sender's JWT ticket (`sub` = its node id, `aud` = the network name).
+    pub ticket: String,
+    /// Software version, for operators.
+    pub software: String,
+}
+
+/// An admitted peer: attested and ticketed.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// The verified RA-TLS identity.
+    pub identity: Arc<PeerIdentity>,
+    /// The validated ticket's claims.
+    pub claims: TicketClaims,
+}
+
+impl Admitted {
+    /// When the ticket stops admitting the peer (its `exp`).
+    pub fn ticket_expires(&self) -> u64 {
+        self.claims.exp
+    }
+}
+
+/// Why a peer was refused, and how the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The close code sent to the peer.
+    pub code: CloseCode,
+    /// A short, stable reason (a ticket error code or a fixed phrase).
+    pub reason: String,
+}
+
+impl Refused {
+    fn ticket(e: &TicketError) -> Refused {
+        let code = match e {
+            TicketError::Expired { .. } => CloseCode::TicketExpired,
+            _ => CloseCode::AdmissionRefused,
+        };
+        Refused {
+            code,
+            reason: format!("ticket {}", e.code()),
+        }
+    }
+}
+
+/// Decide whether the peer behind `identity` that sent `hello` is admitted.
+pub fn admit(
+    identity: Arc<PeerIdentity>,
+    hello: &Hello,
+    network: &NetworkId,
+    validator: &TicketValidator,
+    now: u64,
+) -> Result<Admitted, Refused> {
+    if hello.network != *network {
+        return Err(Refused {
+            code: CloseCode::WrongNetwork,
+            reason: "different network".into(),
+        });
+    }
+    let sub = identity.node_id.to_string();
+    let claims = validator
+        .validate(&hello.ticket, Some(&sub), now)
+        .map_err(|e| Refused::ticket(&e))?;
+    Ok(Admitted { identity, claims })
+}

@@ -1,0 +1,144 @@
+//! The running node as the admin API sees it: snapshots of its state under
+//! short locks, and collateral uploads verified before they are stored.
+
+use std::sync::Arc;
+
+use tessella_attestation::ratls::ParsedCert;
+use tessella_attestation::{Collateral, Quote};
+
+use crate::admin::{
+    AdminBackend, AttestationView, CollateralAccepted, CollateralRejected, NodeMode, NodeStatus,
+    PeerView, Readiness, ReadinessCheck, VerdictView,
+};
+use crate::network::Network;
+
+/// Serves a [`Network`] to the admin API.
+pub struct NodeAdmin(pub Arc<Network>);
+
+impl AdminBackend for NodeAdmin {
+    fn status(&self) -> NodeStatus {
+        let n = &self.0;
+        let now = n.now();
+        NodeStatus {
+            node_id: n.node_id().to_string(),
+            network: n.name().to_string(),
+            network_id: n.network_id().to_string(),
+            mode: if n.mode() == "dev" {
+                NodeMode::Dev
+            } else {
+                NodeMode::Tdx
+            },
+            uptime_secs: now.saturating_sub(n.started_at()),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: n.started_at(),
+        }
+    }
+
+    fn ready(&self) -> Readiness {
+        let n = &self.0;
+        let now = n.now();
+        let cert = n.certificate();
+        let cert_ok = cert.not_before() <= now && now <= cert.not_after();
+        let collateral = n.collateral().len();
+        Readiness::from_checks(vec![
+            ReadinessCheck::new("endpoint", true, format!("listening on {}", n.local_addr())),
+            ReadinessCheck::new(
+                "certificate",
+                cert_ok,
+                format!("valid until {}", cert.not_after()),
+            ),
+            ReadinessCheck::new(
+                "collateral",
+                collateral > 0,
+                format!("{collateral} platform model(s)"),
+            ),
+            ReadinessCheck::new("running", !n.is_stopping(), "accepting peers"),
+        ])
+    }
+
+    fn peers(&self) -> Vec<PeerView> {
+        let n = &self.0;
+        let connected = n.connected();
+        let mut views: Vec<PeerView> = n
+            .catalog_peers()
+            .into_iter()
+            .map(|(record, seen_secs_ago)| {
+                let conn = connected
+                    .iter()
+                    .find(|c| c.identity.node_id == record.node_id);
+                PeerView {
+                    node_id: record.node_id.to_string(),
+                    addrs: record.addrs.iter().map(|a| a.to_string()).collect(),
+                    connected: conn.is_some(),
+                    verdict: conn.map(|c| verdict(&c.identity)),
+                    ticket_expires: conn.map(|c| c.ticket_expires),
+                    tags: record.tags.iter().map(hex::encode).collect(),
+                    last_seen_secs_ago: seen_secs_ago,
+                }
+            })
+            .collect();
+        // Connected peers whose record has not arrived yet.
+        for c in &connected {
+            let id = c.identity.node_id.to_string();
+            if !views.iter().any(|v| v.node_id == id) {
+                views.push(PeerView {
+                    node_id: id,
+                    addrs: vec![c.addr.to_string()],
+                    connected: true,
+                    verdict: Some(verdict(&c.identity)),
+                    ticket_expires: Some(c.ticket_expires),
+                    tags: Vec::new(),
+                    last_seen_secs_ago: 0,
+                });
+            }
+        }
+        views.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        views
+    }
+
+    fn attestation(&self) -> AttestationView {
+        let n = &self.0;
+        let cert = n.certificate();
+        let parsed = ParsedCert::parse(cert.cert_der().as_ref()).ok();
+        let quote = parsed.as_ref().map(|p| p.quote.clone()).unwrap_or_default();
+        let measurements = Quote::decode(&quote)
+            .map(|q| q.measurements())
+            .unwrap_or_else(|_| n.own_measurements());
+        AttestationView {
+            node_id: cert.node_id().to_string(),
+            quote_hex: hex::encode(&quote),
+            cert_pem: cert.cert_pem(),
+            measurements,
+            cert_not_before: cert.not_before(),
+            cert_not_after: cert.not_after(),
+            anchor: n.anchor_name(),
+        }
+    }
+
+    fn upload_collateral(&self, body: &[u8]) -> Result<CollateralAccepted, CollateralRejected> {
+        let collateral = Collateral::from_json(body)
+            .map_err(|e| CollateralRejected::new("bad_collateral", e.to_string()))?;
+        let stored = self.0.add_collateral(collateral.clone())?;
+        Ok(CollateralAccepted {
+            fmspc: collateral.fmspc().to_string(),
+            valid_from: collateral.validity().not_before,
+            valid_until: collateral.validity().not_after,
+            stored,
+        })
+    }
+
+    fn metrics_text(&self) -> String {
+        crate::metrics::render()
+    }
+}
+
+fn verdict(id: &tessella_attestation::ratls::PeerIdentity) -> VerdictView {
+    VerdictView {
+        measurements: id.measurements,
+        tcb_status: id.tcb_status.clone(),
+        advisory_ids: id.advisory_ids.clone(),
+        matched_entry: id.matched_entry.clone(),
+        anchor: id.anchor.clone(),
+        verdict_expires: id.verdict_expires,
+    }
+}
