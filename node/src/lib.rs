@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod admission;
 pub mod config;
+pub mod devnet;
 pub mod discovery;
 pub mod id;
 pub mod metrics;

@@ -263,6 +263,8 @@ impl NetworkBuilder {
 
     /// Obtain evidence, bind the endpoint and start the node's tasks.
     pub async fn build(self) -> Result<Network, NetworkError> {
+        // Metrics recorded before the recorder exists are lost.
+        let _ = crate::metrics::prometheus();
         let identity = self.identity.ok_or(NetworkError::Missing("identity"))?;
         let policy = Arc::new(self.policy.ok_or(NetworkError::Missing("policy"))?);
         let ticket_source = self.ticket.ok_or(NetworkError::Missing("ticket"))?;
@@ -1142,7 +1144,9 @@ impl Network {
         self.inner
             .endpoint
             .close(CloseCode::Departed.into(), b"departed");
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.inner.endpoint.wait_idle()).await;
+        // Let peers see the close; a draining connection needs a few round trips.
+        let _ =
+            tokio::time::timeout(Duration::from_millis(500), self.inner.endpoint.wait_idle()).await;
         let mut tasks = self.tasks.lock().await;
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}

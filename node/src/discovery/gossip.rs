@@ -256,6 +256,20 @@ impl GossipConfig {
     }
 
     fn normalized(mut self) -> GossipConfig {
+        if self.max_entries > MAX_CATALOG_ENTRIES {
+            tracing::warn!(
+                requested = self.max_entries,
+                max = MAX_CATALOG_ENTRIES,
+                "discovery: catalog capacity lowered so a digest fits one frame"
+            );
+        }
+        if self.max_message_bytes < MIN_MESSAGE_BYTES {
+            tracing::warn!(
+                requested = self.max_message_bytes,
+                min = MIN_MESSAGE_BYTES,
+                "discovery: message budget raised to fit one maximal record; frames must allow it"
+            );
+        }
         self.fanout = self.fanout.max(1);
         self.max_entries = self.max_entries.clamp(1, MAX_CATALOG_ENTRIES);
         self.refresh_interval = self.refresh_interval.min(self.peer_ttl / 2);
