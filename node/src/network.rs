@@ -606,8 +606,14 @@ impl Inner {
                     let me = self.clone();
                     tokio::spawn(async move {
                         for addr in addrs {
-                            if me.dial(addr).await.is_ok() {
-                                break;
+                            match me.dial(addr).await {
+                                Ok(reached) if reached == node_id => break,
+                                Ok(reached) => {
+                                    // A record pointed at another node's address; that
+                                    // node was admitted on its own merits, so keep it.
+                                    tracing::debug!(wanted = %node_id, %reached, %addr, "address reached another node");
+                                }
+                                Err(_) => {}
                             }
                         }
                         lock(&me.dialing).remove(&node_id);
