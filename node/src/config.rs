@@ -269,7 +269,7 @@ pub struct LimitsConfig {
     pub max_frame_bytes: u32,
     /// Most simultaneous peer connections. Default 256.
     pub max_peers: usize,
-    /// Most peers kept in the discovery catalog. Default 4096.
+    /// Most peers kept in the discovery catalog. Default 1000 (a digest of the whole catalog must fit in one frame).
     pub max_catalog: usize,
     /// Capacity of each internal queue and event channel. Default 1024.
     pub queue_depth: usize,
@@ -280,7 +280,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_frame_bytes: 65_536,
             max_peers: 256,
-            max_catalog: 4096,
+            max_catalog: 1000,
             queue_depth: 1024,
         }
     }
@@ -925,7 +925,7 @@ max_frame_bytes = 65536
 # Most simultaneous peer connections.
 max_peers = 256
 # Most peers kept in the discovery catalog.
-max_catalog = 4096
+max_catalog = 1000
 # Capacity of each internal queue and event channel.
 queue_depth = 1024
 

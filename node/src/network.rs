@@ -90,7 +90,7 @@ impl Default for Limits {
         Limits {
             max_frame: crate::wire::DEFAULT_MAX_FRAME,
             max_peers: 256,
-            max_catalog: 4096,
+            max_catalog: 1000,
             event_queue: 1024,
         }
     }
