@@ -70,6 +70,11 @@ pub enum TicketSource {
     Static(String),
     /// Self-issued with the network's issuer key (dev clusters, tests).
     Issuer(Arc<TicketIssuer>, u64),
+    /// None yet: the node's id only exists once it has started, so an
+    /// operator issues its ticket afterwards and installs it with
+    /// [`Network::install_ticket`] (admin `POST /v1/ticket`). Until then
+    /// peers refuse this node.
+    Pending,
 }
 
 /// Bounds on what peers can make this node hold.
@@ -313,10 +318,19 @@ impl NetworkBuilder {
         let validator = TicketValidator::new(self.name.clone(), self.issuers.clone())
             .map_err(|e| NetworkError::Ticket(e.to_string()))?
             .with_leeway(self.leeway);
-        let ticket = own_ticket(&ticket_source, &self.name, node_id, now)?;
-        let claims = validator
-            .validate(&ticket, Some(&node_id.to_string()), now)
-            .map_err(|e| NetworkError::Ticket(e.to_string()))?;
+        let (ticket, ticket_exp) = match &ticket_source {
+            TicketSource::Pending => {
+                tracing::warn!(node = %node_id, "no ticket yet: peers refuse this node until one is installed (POST /v1/ticket)");
+                (String::new(), 0)
+            }
+            source => {
+                let ticket = own_ticket(source, &self.name, node_id, now)?;
+                let claims = validator
+                    .validate(&ticket, Some(&node_id.to_string()), now)
+                    .map_err(|e| NetworkError::Ticket(e.to_string()))?;
+                (ticket, claims.exp)
+            }
+        };
 
         let endpoint = endpoint(self.listen, resolver.clone(), verifier.clone())?;
         let local_addr = endpoint
@@ -360,7 +374,7 @@ impl NetworkBuilder {
             verifier,
             validator,
             provider,
-            ticket: Mutex::new((ticket, claims.exp)),
+            ticket: Mutex::new((ticket, ticket_exp)),
             ticket_source,
             cert_lifetime: self.cert_lifetime,
             limits: self.limits,
@@ -403,6 +417,7 @@ fn own_ticket(
 ) -> Result<String, NetworkError> {
     match source {
         TicketSource::Static(t) => Ok(t.clone()),
+        TicketSource::Pending => Ok(String::new()),
         TicketSource::Issuer(issuer, ttl) => {
             let claims = issuer.claims(node_id.to_string(), network, now, *ttl);
             issuer
@@ -991,6 +1006,25 @@ impl Network {
     /// Unix time the node started.
     pub fn started_at(&self) -> u64 {
         self.inner.started_at
+    }
+
+    /// Install this node's ticket (issued for its node id and this network)
+    /// and present it from now on. Returns its expiry.
+    pub fn install_ticket(&self, token: &str) -> Result<u64, tessella_attestation::TicketError> {
+        let inner = &self.inner;
+        let claims = inner.validator.validate(
+            token.trim(),
+            Some(&inner.node_id.to_string()),
+            inner.now(),
+        )?;
+        *lock(&inner.ticket) = (token.trim().to_string(), claims.exp);
+        tracing::info!(expires = claims.exp, "ticket installed");
+        Ok(claims.exp)
+    }
+
+    /// When this node's ticket expires (0: none installed).
+    pub fn ticket_expires(&self) -> u64 {
+        lock(&self.inner.ticket).1
     }
 
     /// The node's clock, Unix seconds.

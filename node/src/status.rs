@@ -53,6 +53,15 @@ impl AdminBackend for NodeAdmin {
                 format!("{collateral} platform model(s)"),
             ),
             ReadinessCheck::new("running", !n.is_stopping(), "accepting peers"),
+            ReadinessCheck::new(
+                "ticket",
+                n.ticket_expires() > now,
+                if n.ticket_expires() == 0 {
+                    "none installed: POST /v1/ticket".to_string()
+                } else {
+                    format!("valid until {}", n.ticket_expires())
+                },
+            ),
         ])
     }
 
@@ -124,6 +133,17 @@ impl AdminBackend for NodeAdmin {
             valid_from: collateral.validity().not_before,
             valid_until: collateral.validity().not_after,
             stored,
+        })
+    }
+
+    fn install_ticket(
+        &self,
+        token: &str,
+    ) -> Result<crate::admin::TicketInstalled, tessella_attestation::TicketError> {
+        let expires = self.0.install_ticket(token)?;
+        Ok(crate::admin::TicketInstalled {
+            node_id: self.0.node_id().to_string(),
+            expires,
         })
     }
 

@@ -1,7 +1,10 @@
 //! What the admin API needs from the node runtime.
 
+use tessella_attestation::TicketError;
+
 use super::types::{
     AttestationView, CollateralAccepted, CollateralRejected, NodeStatus, PeerView, Readiness,
+    TicketInstalled,
 };
 
 /// The node as the admin API sees it. The runtime implements this; tests use
@@ -39,6 +42,10 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// with a reason the operator can act on. Returns `stored: false` when
     /// the store already holds the same or newer collateral for that FMSPC.
     fn upload_collateral(&self, body: &[u8]) -> Result<CollateralAccepted, CollateralRejected>;
+
+    /// Install this node's own ticket (a JWT for its node id and network):
+    /// `POST /v1/ticket`. Must validate it before using it.
+    fn install_ticket(&self, token: &str) -> Result<TicketInstalled, TicketError>;
 
     /// The node's metrics in the Prometheus text exposition format (e.g.
     /// `PrometheusHandle::render`): `GET /metrics`.

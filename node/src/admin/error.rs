@@ -41,6 +41,10 @@ pub enum ApiError {
     /// The backend refused an uploaded collateral bundle. 400 with its code.
     #[error("collateral refused ({}): {}", .0.code, .0.reason)]
     CollateralRejected(#[from] CollateralRejected),
+    /// An uploaded ticket for this node was refused. 400 with the ticket
+    /// error's code.
+    #[error("ticket for this node refused: {0}")]
+    TicketRejected(TicketError),
     /// The request body could not be read. 400 `bad_body`.
     #[error("cannot read the request body: {0}")]
     BadBody(String),
@@ -70,7 +74,9 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            ApiError::CollateralRejected(_) | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::CollateralRejected(_)
+            | ApiError::BadBody(_)
+            | ApiError::TicketRejected(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -86,6 +92,7 @@ impl ApiError {
             ApiError::InvalidTicket(err) => err.code(),
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::CollateralRejected(rejected) => rejected.code,
+            ApiError::TicketRejected(e) => e.code(),
             ApiError::BadBody(_) => "bad_body",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::NotFound => "not_found",
@@ -107,6 +114,7 @@ impl ApiError {
                  ask the issuer for a ticket with \"admin\": true"
                 .to_owned(),
             ApiError::CollateralRejected(rejected) => rejected.reason.clone(),
+            ApiError::TicketRejected(e) => format!("the ticket was refused: {}", e.code()),
             ApiError::BadBody(_) => "the request body could not be read".to_owned(),
             ApiError::PayloadTooLarge { limit } => {
                 format!("the request body is larger than the {limit} bytes allowed")

@@ -12,6 +12,7 @@
 //! | `GET /v1/peers`       | admin | 200 `{"peers":[PeerView]}` with each peer's verdict (measurements, TCB status, matched entry) and ticket expiry | 401, 403 |
 //! | `GET /v1/attestation` | admin | 200 `AttestationView` (own quote hex, certificate PEM, measurements) | 401, 403 |
 //! | `POST /v1/collateral` | admin | 201 `CollateralAccepted` if stored, 200 if the node already had it | 400 (bundle refused, code from the verifier), 401, 403, 413 `payload_too_large` (over 1 MiB) |
+//! | `POST /v1/ticket`     | admin | 200 `TicketInstalled` (node id, expiry): this node's own ticket, validated for its id and network | 400 (ticket refused, code from the ticket error), 401, 403, 413 |
 //! | `GET /metrics`        | admin (see below) | 200 Prometheus text, `text/plain; version=0.0.4`      | 401, 403 |
 //! | anything else         | none  |                                                                 | 404 `not_found`; 405 `method_not_allowed` with `Allow` |
 //!
@@ -67,7 +68,7 @@ pub use backend::AdminBackend;
 pub use error::ApiError;
 pub use types::{
     AttestationView, CollateralAccepted, CollateralRejected, ErrorBody, ErrorDetail, NodeMode,
-    NodeStatus, PeerView, PeersResponse, Readiness, ReadinessCheck, VerdictView,
+    NodeStatus, PeerView, PeersResponse, Readiness, ReadinessCheck, TicketInstalled, VerdictView,
 };
 
 use error::Refusal;
@@ -75,6 +76,9 @@ use error::Refusal;
 /// Largest `POST /v1/collateral` body, in bytes. A QuoteCollateralV3 bundle
 /// is 16 to 25 KB of certificates and signed JSON (a little more as hex).
 pub const MAX_COLLATERAL_BODY: usize = 1024 * 1024;
+
+/// Largest `POST /v1/ticket` body (a JWT), in bytes.
+pub const MAX_TICKET_BODY: usize = 8 * 1024;
 
 /// `Content-Type` of `/metrics` (Prometheus text exposition format 0.0.4).
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -96,6 +100,10 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth: AdminAuth) -> Router {
         .route(
             "/v1/collateral",
             post(upload_collateral).layer(DefaultBodyLimit::max(MAX_COLLATERAL_BODY)),
+        )
+        .route(
+            "/v1/ticket",
+            post(install_ticket).layer(DefaultBodyLimit::max(MAX_TICKET_BODY)),
         );
     let mut open = Router::new()
         .route("/health", get(health))
@@ -167,6 +175,29 @@ async fn peers(State(backend): State<Backend>) -> Json<PeersResponse> {
 
 async fn attestation(State(backend): State<Backend>) -> Json<AttestationView> {
     Json(backend.attestation())
+}
+
+async fn install_ticket(
+    State(backend): State<Backend>,
+    Extension(AdminCaller(caller)): Extension<AdminCaller>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TicketInstalled>, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: MAX_TICKET_BODY,
+            }
+        } else {
+            ApiError::BadBody(rejection.body_text())
+        }
+    })?;
+    let token = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::BadBody("the ticket is not UTF-8 text".into()))?;
+    let installed = backend
+        .install_ticket(token)
+        .map_err(ApiError::TicketRejected)?;
+    tracing::info!(operator = %caller.sub, expires = installed.expires, "node ticket installed through the admin API");
+    Ok(Json(installed))
 }
 
 async fn upload_collateral(

@@ -162,6 +162,23 @@ impl AdminBackend for Fake {
         })
     }
 
+    /// Accepts the text `good-ticket`; anything else is refused as malformed.
+    fn install_ticket(
+        &self,
+        token: &str,
+    ) -> Result<crate::admin::TicketInstalled, tessella_attestation::TicketError> {
+        if token == "good-ticket" {
+            Ok(crate::admin::TicketInstalled {
+                node_id: "ab".repeat(32),
+                expires: NOW + 3600,
+            })
+        } else {
+            Err(tessella_attestation::TicketError::Malformed {
+                reason: "not a JWT".into(),
+            })
+        }
+    }
+
     fn metrics_text(&self) -> String {
         METRICS.to_owned()
     }
@@ -686,4 +703,49 @@ async fn admin_serve_answers_and_shuts_down() {
         .expect("server stops after shutdown")
         .expect("join")
         .expect("serve");
+}
+
+#[tokio::test]
+async fn admin_ticket_install_validates_and_needs_admin() {
+    let h = Harness::new();
+    let admin = h.admin();
+    let reply = h
+        .call(request(
+            Method::POST,
+            "/v1/ticket",
+            Some(&admin),
+            Body::from("good-ticket"),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let installed: crate::admin::TicketInstalled = reply.json();
+    assert_eq!(installed.expires, NOW + 3600);
+    let reply = h
+        .call(request(
+            Method::POST,
+            "/v1/ticket",
+            Some(&admin),
+            Body::from("junk"),
+        ))
+        .await;
+    assert_eq!(reply.error(StatusCode::BAD_REQUEST).code, "malformed");
+    let reply = h
+        .call(request(
+            Method::POST,
+            "/v1/ticket",
+            None,
+            Body::from("good-ticket"),
+        ))
+        .await;
+    reply.assert_unauthorized("unauthenticated");
+    let plain = h.token(false);
+    let reply = h
+        .call(request(
+            Method::POST,
+            "/v1/ticket",
+            Some(&plain),
+            Body::from("good-ticket"),
+        ))
+        .await;
+    assert_eq!(reply.error(StatusCode::FORBIDDEN).code, "forbidden");
 }

@@ -203,3 +203,12 @@ pub struct ErrorDetail {
     /// What went wrong and what to do, for people.
     pub message: String,
 }
+
+/// `POST /v1/ticket` accepted this node's new ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketInstalled {
+    /// The node the ticket is for (this one).
+    pub node_id: String,
+    /// When it expires (Unix seconds).
+    pub expires: u64,
+}

@@ -191,18 +191,23 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             issuers_file.display()
         )
     })?;
-    let ticket_file = config
-        .tickets
-        .ticket_file
-        .as_ref()
-        .context("tickets.ticket_file is required")?;
-    let ticket = std::fs::read_to_string(ticket_file)
-        .with_context(|| format!("tickets.ticket_file {}", ticket_file.display()))?;
+    // The node's key (and so its id) is made at start: a ticket file only
+    // works when the key is stable across restarts, which it is not; the
+    // usual path is POST /v1/ticket once the node runs.
+    let ticket = match &config.tickets.ticket_file {
+        Some(file) => TicketSource::Static(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("tickets.ticket_file {}", file.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => TicketSource::Pending,
+    };
     let network = Network::builder(&config.network.name)
         .identity(identity)
         .policy(policy)
         .collateral(store)
-        .ticket(TicketSource::Static(ticket.trim().to_string()))
+        .ticket(ticket)
         .trusted_issuers(issuers.clone())
         .ticket_leeway(config.tickets.leeway_secs)
         .listen(config.network.listen)
@@ -229,6 +234,12 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .await
         .context("starting the node")?;
     let network = Arc::new(network);
+    println!(
+        "node {} listening on {} (network {:?})",
+        network.node_id(),
+        network.local_addr(),
+        config.network.name
+    );
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = if config.admin.enabled {
         let validator = Arc::new(TicketValidator::new(config.network.name.clone(), issuers)?);
