@@ -269,6 +269,29 @@ fn inputs(args: &EvidenceArgs) -> anyhow::Result<Inputs> {
     })
 }
 
+impl Inputs {
+    /// Verify `quote` with these inputs and describe the outcome.
+    fn report(
+        self,
+        file: &Path,
+        quote: &Quote,
+        report_data: Option<&[u8; 64]>,
+        certificate: Option<CertificateFacts>,
+    ) -> Report {
+        Report::build(
+            file,
+            quote,
+            &self.collateral,
+            &self.verifier,
+            &self.policy,
+            self.policy_source,
+            self.now,
+            report_data,
+            certificate,
+        )
+    }
+}
+
 /// Accept a PEM block of `label` or raw DER.
 fn der_from_pem_or_der(bytes: &[u8], label: &str) -> anyhow::Result<Vec<u8>> {
     if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
@@ -307,18 +330,9 @@ fn quote(args: QuoteArgs) -> anyhow::Result<bool> {
         }
         None => None,
     };
-    let report = Report::build(
-        &args.file,
-        &quote,
-        &ctx.collateral,
-        &ctx.verifier,
-        &ctx.policy,
-        ctx.policy_source,
-        ctx.now,
-        report_data.as_ref(),
-        None,
-    );
-    print(&report, ctx.json);
+    let json = ctx.json;
+    let report = ctx.report(&args.file, &quote, report_data.as_ref(), None);
+    print(&report, json);
     Ok(report.accepted)
 }
 
@@ -373,18 +387,9 @@ fn cert(args: CertArgs) -> anyhow::Result<bool> {
         }),
         refusals,
     };
-    let report = Report::build(
-        &args.file,
-        &quote,
-        &ctx.collateral,
-        &ctx.verifier,
-        &ctx.policy,
-        ctx.policy_source,
-        ctx.now,
-        Some(&binding),
-        Some(facts),
-    );
-    print(&report, ctx.json);
+    let json = ctx.json;
+    let report = ctx.report(&args.file, &quote, Some(&binding), Some(facts));
+    print(&report, json);
     Ok(report.accepted)
 }
 
