@@ -21,6 +21,7 @@ pub mod discovery;
 pub mod id;
 pub mod metrics;
 pub mod network;
+pub mod relay;
 pub mod status;
 pub mod wire;
 

@@ -15,7 +15,8 @@ use tessella_attestation::dev::{DevPki, DevQuoteProvider, DevTd};
 use tessella_attestation::provider::QuoteProvider;
 use tessella_attestation::ratls::{self, CertResolver, PeerIdentity, RatlsVerifier};
 use tessella_attestation::{
-    CollateralStore, Policy, TicketIssuer, TicketValidator, TrustAnchor, TrustedIssuer, Verifier,
+    Collateral, CollateralStore, Fmspc, Policy, Quote, TicketIssuer, TicketValidator, TrustAnchor,
+    TrustedIssuer, Verifier,
 };
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
@@ -25,6 +26,7 @@ use crate::discovery::{
     CatalogEvent, DiscoveryMsg, Gossip, GossipConfig, LocalInfo, Out, PeerRecord,
 };
 use crate::id::{NetworkId, NodeId, Tag};
+use crate::relay::{CollateralMsg, CollateralV1};
 use crate::wire::{
     self, read_frame, write_frame, CloseCode, FrameError, StreamFamily, StreamHeader,
 };
@@ -381,6 +383,7 @@ impl NetworkBuilder {
             peers: Mutex::new(HashMap::new()),
             dialing: Mutex::new(HashSet::new()),
             gossip: Mutex::new(gossip),
+            pending: Mutex::new(crate::relay::Pending::default()),
             events,
             shutdown: shutdown_rx,
         });
@@ -495,6 +498,8 @@ struct Inner {
     peers: Mutex<HashMap<NodeId, PeerConn>>,
     dialing: Mutex<HashSet<NodeId>>,
     gossip: Mutex<Gossip>,
+    /// Relayed collateral waiting for a quote to verify it with.
+    pending: Mutex<crate::relay::Pending>,
     events: broadcast::Sender<CatalogEvent>,
     shutdown: watch::Receiver<bool>,
 }
@@ -591,7 +596,12 @@ impl Inner {
         let outs = lock(&self.gossip).on_connected(peer, self.now_ms());
         self.dispatch(outs);
         let me = self.clone();
-        tokio::spawn(async move { me.serve_connection(conn, peer).await });
+        tokio::spawn(async move {
+            if let Err(e) = me.push_collateral(&conn).await {
+                tracing::debug!(peer = %peer, error = %e, "collateral relay failed");
+            }
+            me.serve_connection(conn, peer).await
+        });
         true
     }
 
@@ -827,6 +837,10 @@ impl Inner {
                 return;
             }
         };
+        if header.family == StreamFamily::Control {
+            self.serve_relay(conn, peer, recv).await;
+            return;
+        }
         if header.family != StreamFamily::Discovery {
             tracing::warn!(peer = %peer, family = ?header.family, "stream family not served");
             let _ = recv.stop(CloseCode::UnknownFamily.into());
@@ -854,7 +868,124 @@ impl Inner {
         }
     }
 
+    /// Receive relayed collateral bundles from an admitted peer.
+    async fn serve_relay(&self, conn: Connection, peer: NodeId, mut recv: quinn::RecvStream) {
+        loop {
+            match read_frame::<_, CollateralMsg>(&mut recv, self.limits.max_frame).await {
+                Ok(Some(CollateralMsg::V1(CollateralV1::Bundle { json }))) => {
+                    match Collateral::from_json(&json) {
+                        Ok(c) => self.offer_collateral(c),
+                        Err(e) => {
+                            tracing::warn!(peer = %peer, error = %e, "relayed collateral refused")
+                        }
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "malformed relay frame");
+                    let code = e.close_code();
+                    let _ = recv.stop(code.into());
+                    if matches!(e, FrameError::TooLarge { .. }) {
+                        close(&conn, code, "frame too large");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Send every bundle we hold to a newly admitted peer.
+    async fn push_collateral(&self, conn: &Connection) -> Result<(), String> {
+        let bundles = self.verifier.store().all();
+        if bundles.is_empty() {
+            return Ok(());
+        }
+        let mut send = conn.open_uni().await.map_err(|e| e.to_string())?;
+        wire::write_header(&mut send, StreamHeader::new(StreamFamily::Control))
+            .await
+            .map_err(|e| e.to_string())?;
+        for b in bundles {
+            let msg = CollateralMsg::V1(CollateralV1::Bundle { json: b.to_json() });
+            if let Err(e) = write_frame(&mut send, &msg, self.limits.max_frame).await {
+                tracing::debug!(fmspc = %b.fmspc(), error = %e, "bundle not relayed");
+            }
+        }
+        send.finish().map_err(|e| e.to_string())
+    }
+
+    /// The quote in this node's own certificate.
+    fn own_quote(&self) -> Option<Quote> {
+        let cert = self.resolver.current();
+        ratls::ParsedCert::parse(cert.cert_der().as_ref())
+            .ok()
+            .and_then(|p| Quote::decode(&p.quote).ok())
+    }
+
+    /// Verify `c` against a real quote of its platform (ours, or one a peer
+    /// was refused with for lack of it) and store it.
+    fn verify_and_store(&self, c: Collateral) -> Result<bool, tessella_attestation::VerifyError> {
+        let fmspc = c.fmspc();
+        let quote = self
+            .own_quote()
+            .filter(|q| q.fmspc().ok() == Some(fmspc))
+            .or_else(|| {
+                self.verifier
+                    .wanted_collateral()
+                    .into_iter()
+                    .find(|(f, _)| *f == fmspc)
+                    .map(|(_, q)| q)
+            })
+            .ok_or(tessella_attestation::VerifyError::NoCollateral { fmspc })?;
+        self.verifier
+            .quote_verifier()
+            .verify_quote(&quote, &c, self.now())?;
+        let stored = self.verifier.store().insert(c);
+        self.verifier.collateral_found(&fmspc);
+        tracing::info!(fmspc = %fmspc, stored, "collateral verified and stored");
+        Ok(stored)
+    }
+
+    /// A relayed bundle: store it if verifiable now, else keep it pending.
+    fn offer_collateral(&self, c: Collateral) {
+        let fmspc = c.fmspc();
+        if let Some(held) = self.verifier.store().get(&fmspc) {
+            if held.eval_data_number() >= c.eval_data_number()
+                && held.validity().not_after >= c.validity().not_after
+            {
+                return;
+            }
+        }
+        match self.verify_and_store(c.clone()) {
+            Ok(_) => {}
+            Err(tessella_attestation::VerifyError::NoCollateral { .. }) => {
+                lock(&self.pending).offer(c);
+            }
+            Err(e) => {
+                tracing::warn!(fmspc = %fmspc, error = %e, "relayed collateral does not verify")
+            }
+        }
+    }
+
+    /// Pending bundles whose platform now has a quote to check them with.
+    fn retry_pending(&self) {
+        let wanted: Vec<Fmspc> = self
+            .verifier
+            .wanted_collateral()
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        for fmspc in wanted {
+            let c = lock(&self.pending).take(&fmspc);
+            if let Some(c) = c {
+                if let Err(e) = self.verify_and_store(c) {
+                    tracing::warn!(fmspc = %fmspc, error = %e, "relayed collateral does not verify");
+                }
+            }
+        }
+    }
+
     fn tick(self: &Arc<Self>) {
+        self.retry_pending();
         let now = self.now();
         let outs = lock(&self.gossip).on_tick(self.now_ms());
         self.dispatch(outs);
@@ -1083,39 +1214,25 @@ impl Network {
             .collect()
     }
 
-    /// Verify a collateral bundle against the trust anchor, using this node's
-    /// own quote (the only quote it holds), and store it. Bundles for other
-    /// platform models cannot be checked this way and are refused.
+    /// Verify a collateral bundle against the trust anchor with a real quote
+    /// of its platform (this node's own, or one a peer was refused with for
+    /// lack of it) and store it. Other bundles cannot be checked and are refused.
     pub fn add_collateral(
         &self,
-        collateral: tessella_attestation::Collateral,
+        collateral: Collateral,
     ) -> Result<bool, crate::admin::CollateralRejected> {
         use crate::admin::CollateralRejected;
-        let cert = self.inner.resolver.current();
-        let quote = ratls::ParsedCert::parse(cert.cert_der().as_ref())
-            .ok()
-            .and_then(|p| tessella_attestation::Quote::decode(&p.quote).ok())
-            .ok_or_else(|| CollateralRejected::new("internal", "own quote unreadable"))?;
-        let own = quote
-            .fmspc()
-            .map_err(|e| CollateralRejected::new("internal", e.to_string()))?;
-        if collateral.fmspc() != own {
-            return Err(CollateralRejected::new(
-                "unverifiable",
-                format!(
-                    "collateral is for FMSPC {}, this node can only verify bundles for its own platform {own}",
-                    collateral.fmspc()
-                ),
-            ));
-        }
         self.inner
-            .verifier
-            .quote_verifier()
-            .verify_quote(&quote, &collateral, self.inner.now())
-            .map_err(|e| CollateralRejected::new(e.code(), e.to_string()))?;
-        let stored = self.collateral().insert(collateral);
-        tracing::info!(fmspc = %own, stored, "collateral uploaded and verified");
-        Ok(stored)
+            .verify_and_store(collateral)
+            .map_err(|e| {
+                match e {
+            tessella_attestation::VerifyError::NoCollateral { fmspc } => CollateralRejected::new(
+                "unverifiable",
+                format!("no quote of platform {fmspc} is at hand to verify this collateral with"),
+            ),
+            e => CollateralRejected::new(e.code(), e.to_string()),
+        }
+            })
     }
 
     /// This node's current RA-TLS certificate and evidence.

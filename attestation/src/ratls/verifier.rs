@@ -165,7 +165,13 @@ pub struct RatlsVerifier {
     clock: Arc<dyn Clock>,
     cache: VerdictCache,
     algorithms: WebPkiSupportedAlgorithms,
+    /// Quotes refused only for lack of collateral, by FMSPC (bounded): with
+    /// one, collateral relayed by a peer can be verified before it is stored.
+    wanted: std::sync::Mutex<HashMap<Fmspc, Quote>>,
 }
+
+/// Platform models remembered as lacking collateral.
+const MAX_WANTED: usize = 16;
 
 impl fmt::Debug for RatlsVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -195,6 +201,7 @@ impl RatlsVerifier {
             clock,
             cache: VerdictCache::new(DEFAULT_CACHE_CAPACITY),
             algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            wanted: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -211,6 +218,21 @@ impl RatlsVerifier {
     /// The collateral store verification reads.
     pub fn store(&self) -> &Arc<CollateralStore> {
         &self.store
+    }
+
+    /// Platform models a peer was refused for because no collateral was at
+    /// hand, with the refused quote (to verify relayed collateral against).
+    pub fn wanted_collateral(&self) -> Vec<(Fmspc, Quote)> {
+        let wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+        wanted.iter().map(|(f, q)| (*f, q.clone())).collect()
+    }
+
+    /// Forget a wanted platform once its collateral is stored.
+    pub fn collateral_found(&self, fmspc: &Fmspc) {
+        self.wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(fmspc);
     }
 
     /// The network peers must be bound to.
@@ -248,9 +270,17 @@ impl RatlsVerifier {
         if quote.report_data() != report_data {
             return Err(RatlsError::Binding);
         }
-        let verified =
-            self.verifier
-                .verify_in(&quote, &self.store, &self.policy, now, Some(&report_data))?;
+        let verified = self
+            .verifier
+            .verify_in(&quote, &self.store, &self.policy, now, Some(&report_data))
+            .inspect_err(|e| {
+                if let crate::VerifyError::NoCollateral { fmspc } = e {
+                    let mut wanted = self.wanted.lock().unwrap_or_else(|p| p.into_inner());
+                    if wanted.len() < MAX_WANTED || wanted.contains_key(fmspc) {
+                        wanted.insert(*fmspc, quote.clone());
+                    }
+                }
+            })?;
         let a = verified.attested();
         Ok(Arc::new(PeerIdentity {
             node_id: parsed.node_id,
