@@ -78,12 +78,48 @@ impl Refused {
     }
 }
 
+/// Revoked ticket ids (`jti`) and node ids (`sub`), bounded.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    ids: std::collections::HashSet<String>,
+}
+
+/// Most revocation entries kept.
+pub const MAX_REVOCATIONS: usize = 10_000;
+
+impl Revocations {
+    /// Revoke tickets whose `jti` or `sub` is `id`. False when full.
+    pub fn revoke(&mut self, id: &str) -> bool {
+        if self.ids.len() >= MAX_REVOCATIONS && !self.ids.contains(id) {
+            return false;
+        }
+        self.ids.insert(id.to_string());
+        true
+    }
+
+    /// Whether `claims` is revoked.
+    pub fn covers(&self, claims: &TicketClaims) -> bool {
+        self.ids.contains(&claims.sub) || claims.jti.as_ref().is_some_and(|j| self.ids.contains(j))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when nothing is revoked.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 /// Decide whether the peer behind `identity` that sent `hello` is admitted.
 pub fn admit(
     identity: Arc<PeerIdentity>,
     hello: &Hello,
     network: &NetworkId,
     validator: &TicketValidator,
+    revoked: &Revocations,
     now: u64,
 ) -> Result<Admitted, Refused> {
     if hello.network != *network {
@@ -96,5 +132,11 @@ pub fn admit(
     let claims = validator
         .validate(&hello.ticket, Some(&sub), now)
         .map_err(|e| Refused::ticket(&e))?;
+    if revoked.covers(&claims) {
+        return Err(Refused {
+            code: CloseCode::TicketRevoked,
+            reason: "ticket revoked".into(),
+        });
+    }
     Ok(Admitted { identity, claims })
 }

@@ -384,6 +384,7 @@ impl NetworkBuilder {
             dialing: Mutex::new(HashSet::new()),
             gossip: Mutex::new(gossip),
             pending: Mutex::new(crate::relay::Pending::default()),
+            revoked: Mutex::new(admission::Revocations::default()),
             events,
             shutdown: shutdown_rx,
         });
@@ -500,6 +501,8 @@ struct Inner {
     gossip: Mutex<Gossip>,
     /// Relayed collateral waiting for a quote to verify it with.
     pending: Mutex<crate::relay::Pending>,
+    /// Revoked ticket ids and node ids.
+    revoked: Mutex<admission::Revocations>,
     events: broadcast::Sender<CatalogEvent>,
     shutdown: watch::Receiver<bool>,
 }
@@ -694,7 +697,15 @@ impl Inner {
             }
         };
         let ControlMsg::V1(hello) = reply;
-        match admission::admit(identity, &hello, &self.network, &self.validator, self.now()) {
+        let decision = admission::admit(
+            identity,
+            &hello,
+            &self.network,
+            &self.validator,
+            &lock(&self.revoked),
+            self.now(),
+        );
+        match decision {
             Ok(admitted) => {
                 self.register(conn, admitted, self.node_id);
                 Ok(peer)
@@ -767,7 +778,15 @@ impl Inner {
                 return;
             }
         };
-        match admission::admit(identity, &hello, &self.network, &self.validator, self.now()) {
+        let decision = admission::admit(
+            identity,
+            &hello,
+            &self.network,
+            &self.validator,
+            &lock(&self.revoked),
+            self.now(),
+        );
+        match decision {
             Ok(admitted) => {
                 if write_frame(&mut send, &self.hello(), self.limits.max_frame)
                     .await
@@ -798,7 +817,8 @@ impl Inner {
                     Ok((mut send, mut recv)) => {
                         // No bidirectional protocol is spoken after admission yet.
                         let code = match wire::read_header(&mut recv).await {
-                            Ok(_) | Err(_) => CloseCode::UnknownFamily,
+                            Ok(_) => CloseCode::UnknownFamily,
+                            Err(e) => e.close_code(),
                         };
                         let _ = send.reset(code.into());
                         let _ = recv.stop(code.into());
@@ -833,10 +853,16 @@ impl Inner {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "bad stream header");
-                let _ = recv.stop(CloseCode::UnknownFamily.into());
+                let _ = recv.stop(e.close_code().into());
                 return;
             }
         };
+        let current = StreamHeader::CURRENT_VERSION;
+        if let Err(e) = header.check_version(current..=current) {
+            tracing::warn!(peer = %peer, error = %e, "stream version not spoken");
+            let _ = recv.stop(e.close_code().into());
+            return;
+        }
         if header.family == StreamFamily::Control {
             self.serve_relay(conn, peer, recv).await;
             return;
@@ -849,6 +875,11 @@ impl Inner {
         loop {
             match read_frame::<_, DiscoveryMsg>(&mut recv, self.limits.max_frame).await {
                 Ok(Some(msg)) => {
+                    if let Err(e) = msg.check_bounds() {
+                        tracing::warn!(peer = %peer, error = %e, "discovery message over its bounds");
+                        let _ = recv.stop(CloseCode::ProtocolViolation.into());
+                        return;
+                    }
                     metrics::counter!("tessella_gossip_messages_total", "direction" => "in")
                         .increment(1);
                     let outs = lock(&self.gossip).on_message(peer, msg, self.now_ms());
@@ -1151,6 +1182,29 @@ impl Network {
         *lock(&inner.ticket) = (token.trim().to_string(), claims.exp);
         tracing::info!(expires = claims.exp, "ticket installed");
         Ok(claims.exp)
+    }
+
+    /// Revoke tickets whose `jti` or `sub` (node id) is `id`: sessions that
+    /// relied on them close now with `TicketRevoked`, and they no longer
+    /// admit. Returns the number of sessions closed, or `None` when the
+    /// revocation list is full.
+    pub fn revoke(&self, id: &str) -> Option<usize> {
+        let inner = &self.inner;
+        if !lock(&inner.revoked).revoke(id) {
+            return None;
+        }
+        let revoked = lock(&inner.revoked);
+        let conns: Vec<Connection> = lock(&inner.peers)
+            .values()
+            .filter(|p| revoked.covers(&p.admitted.claims))
+            .map(|p| p.conn.clone())
+            .collect();
+        drop(revoked);
+        for conn in &conns {
+            close(conn, CloseCode::TicketRevoked, "ticket revoked");
+        }
+        tracing::warn!(id, sessions = conns.len(), "ticket revoked");
+        Some(conns.len())
     }
 
     /// When this node's ticket expires (0: none installed).

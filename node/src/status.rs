@@ -147,6 +147,10 @@ impl AdminBackend for NodeAdmin {
         })
     }
 
+    fn revoke(&self, id: &str) -> Option<usize> {
+        self.0.revoke(id)
+    }
+
     fn metrics_text(&self) -> String {
         crate::metrics::render()
     }

@@ -47,6 +47,11 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// `POST /v1/ticket`. Must validate it before using it.
     fn install_ticket(&self, token: &str) -> Result<TicketInstalled, TicketError>;
 
+    /// Revoke tickets whose `jti` or `sub` (node id) is `id`, closing the
+    /// sessions that relied on them: `POST /v1/revoke`. Returns the number of
+    /// sessions closed, or `None` when the revocation list is full.
+    fn revoke(&self, id: &str) -> Option<usize>;
+
     /// The node's metrics in the Prometheus text exposition format (e.g.
     /// `PrometheusHandle::render`): `GET /metrics`.
     fn metrics_text(&self) -> String;

@@ -60,6 +60,9 @@ pub enum ApiError {
     /// The route exists, not for this method. 405 `method_not_allowed`.
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// The revocation list is full. 507 `revocations_full`.
+    #[error("the revocation list is full")]
+    RevocationsFull,
     /// Something broke inside the node. 500 `internal`; the detail is only
     /// logged.
     #[error("internal error: {0}")]
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RevocationsFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -97,6 +101,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::RevocationsFull => "revocations_full",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -122,6 +127,9 @@ impl ApiError {
             ApiError::NotFound => "no such route; see the admin API table in the README".to_owned(),
             ApiError::MethodNotAllowed => {
                 "method not allowed on this route; see the Allow header".to_owned()
+            }
+            ApiError::RevocationsFull => {
+                "the revocation list is full; restart the node with fresh tickets".to_owned()
             }
             ApiError::Internal(_) => "internal error; see the node's log".to_owned(),
         }

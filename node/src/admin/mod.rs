@@ -13,6 +13,7 @@
 //! | `GET /v1/attestation` | admin | 200 `AttestationView` (own quote hex, certificate PEM, measurements) | 401, 403 |
 //! | `POST /v1/collateral` | admin | 201 `CollateralAccepted` if stored, 200 if the node already had it | 400 (bundle refused, code from the verifier), 401, 403, 413 `payload_too_large` (over 1 MiB) |
 //! | `POST /v1/ticket`     | admin | 200 `TicketInstalled` (node id, expiry): this node's own ticket, validated for its id and network | 400 (ticket refused, code from the ticket error), 401, 403, 413 |
+//! | `POST /v1/revoke`     | admin | 200 `Revoked` (id, closed sessions): body `{"id": jti or node id}`; sessions relying on matching tickets close with `TicketRevoked` and such tickets no longer admit | 400, 401, 403, 507 `revocations_full` |
 //! | `GET /metrics`        | admin (see below) | 200 Prometheus text, `text/plain; version=0.0.4`      | 401, 403 |
 //! | anything else         | none  |                                                                 | 404 `not_found`; 405 `method_not_allowed` with `Allow` |
 //!
@@ -68,7 +69,8 @@ pub use backend::AdminBackend;
 pub use error::ApiError;
 pub use types::{
     AttestationView, CollateralAccepted, CollateralRejected, ErrorBody, ErrorDetail, NodeMode,
-    NodeStatus, PeerView, PeersResponse, Readiness, ReadinessCheck, TicketInstalled, VerdictView,
+    NodeStatus, PeerView, PeersResponse, Readiness, ReadinessCheck, RevokeRequest, Revoked,
+    TicketInstalled, VerdictView,
 };
 
 use error::Refusal;
@@ -104,6 +106,10 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth: AdminAuth) -> Router {
         .route(
             "/v1/ticket",
             post(install_ticket).layer(DefaultBodyLimit::max(MAX_TICKET_BODY)),
+        )
+        .route(
+            "/v1/revoke",
+            post(revoke).layer(DefaultBodyLimit::max(MAX_TICKET_BODY)),
         );
     let mut open = Router::new()
         .route("/health", get(health))
@@ -175,6 +181,26 @@ async fn peers(State(backend): State<Backend>) -> Json<PeersResponse> {
 
 async fn attestation(State(backend): State<Backend>) -> Json<AttestationView> {
     Json(backend.attestation())
+}
+
+async fn revoke(
+    State(backend): State<Backend>,
+    Extension(AdminCaller(caller)): Extension<AdminCaller>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Revoked>, ApiError> {
+    let body = body.map_err(|rejection| ApiError::BadBody(rejection.body_text()))?;
+    let request: RevokeRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadBody(format!("expected {{\"id\": \"...\"}}: {e}")))?;
+    let id = request.id.trim();
+    if id.is_empty() || id.len() > 128 {
+        return Err(ApiError::BadBody("id must be 1 to 128 characters".into()));
+    }
+    let closed_sessions = backend.revoke(id).ok_or(ApiError::RevocationsFull)?;
+    tracing::warn!(operator = %caller.sub, id, closed_sessions, "ticket revoked through the admin API");
+    Ok(Json(Revoked {
+        id: id.to_string(),
+        closed_sessions,
+    }))
 }
 
 async fn install_ticket(

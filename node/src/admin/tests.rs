@@ -179,6 +179,10 @@ impl AdminBackend for Fake {
         }
     }
 
+    fn revoke(&self, id: &str) -> Option<usize> {
+        (id != "full").then_some(2)
+    }
+
     fn metrics_text(&self) -> String {
         METRICS.to_owned()
     }
@@ -748,4 +752,45 @@ async fn admin_ticket_install_validates_and_needs_admin() {
         ))
         .await;
     assert_eq!(reply.error(StatusCode::FORBIDDEN).code, "forbidden");
+}
+
+#[tokio::test]
+async fn admin_revoke_checks_its_body() {
+    let h = Harness::new();
+    let admin = h.admin();
+    let post =
+        |body: &'static str| request(Method::POST, "/v1/revoke", Some(&admin), Body::from(body));
+    let reply = h.call(post(r#"{"id":"t-1"}"#)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let revoked: crate::admin::Revoked = reply.json();
+    assert_eq!((revoked.id.as_str(), revoked.closed_sessions), ("t-1", 2));
+    assert_eq!(
+        h.call(post("garbage"))
+            .await
+            .error(StatusCode::BAD_REQUEST)
+            .code,
+        "bad_body"
+    );
+    assert_eq!(
+        h.call(post(r#"{"id":""}"#))
+            .await
+            .error(StatusCode::BAD_REQUEST)
+            .code,
+        "bad_body"
+    );
+    assert_eq!(
+        h.call(post(r#"{"id":"full"}"#))
+            .await
+            .error(StatusCode::INSUFFICIENT_STORAGE)
+            .code,
+        "revocations_full"
+    );
+    h.call(request(
+        Method::POST,
+        "/v1/revoke",
+        None,
+        Body::from(r#"{"id":"x"}"#),
+    ))
+    .await
+    .assert_unauthorized("unauthenticated");
 }

@@ -212,3 +212,20 @@ pub struct TicketInstalled {
     /// When it expires (Unix seconds).
     pub expires: u64,
 }
+
+/// `POST /v1/revoke` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// A ticket id (`jti`) or a node id (`sub`).
+    pub id: String,
+}
+
+/// `POST /v1/revoke` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    /// What was revoked.
+    pub id: String,
+    /// Sessions closed because they relied on it.
+    pub closed_sessions: usize,
+}
