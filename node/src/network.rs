@@ -737,33 +737,35 @@ impl Inner {
         };
         let peer = identity.node_id;
         let hello = tokio::time::timeout(ADMISSION_TIMEOUT, async {
-            let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+            let violation = |e: String| (CloseCode::ProtocolViolation, e);
+            let (send, mut recv) = conn
+                .accept_bi()
+                .await
+                .map_err(|e| violation(e.to_string()))?;
             let header = wire::read_header(&mut recv)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| violation(e.to_string()))?;
             if header.family != StreamFamily::Control {
-                return Err("first stream is not the control stream".to_string());
+                return Err(violation(
+                    "first stream is not the control stream".to_string(),
+                ));
             }
             let hello: Option<ControlMsg> = read_frame(&mut recv, self.limits.max_frame)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match e {
+                    FrameError::TooLarge { .. } => (CloseCode::FrameTooLarge, e.to_string()),
+                    e => violation(e.to_string()),
+                })?;
             Ok((
                 send,
-                hello.ok_or_else(|| "empty control stream".to_string())?,
+                hello.ok_or_else(|| violation("empty control stream".to_string()))?,
             ))
         })
         .await;
         let (mut send, ControlMsg::V1(hello)) = match hello {
             Ok(Ok(v)) => v,
-            Ok(Err(reason)) => {
-                self.refuse(
-                    &conn,
-                    Some(peer),
-                    &Refused {
-                        code: CloseCode::ProtocolViolation,
-                        reason,
-                    },
-                );
+            Ok(Err((code, reason))) => {
+                self.refuse(&conn, Some(peer), &Refused { code, reason });
                 return;
             }
             Err(_) => {
@@ -816,12 +818,15 @@ impl Inner {
                 bi = conn.accept_bi() => match bi {
                     Ok((mut send, mut recv)) => {
                         // No bidirectional protocol is spoken after admission yet.
-                        let code = match wire::read_header(&mut recv).await {
-                            Ok(_) => CloseCode::UnknownFamily,
-                            Err(e) => e.close_code(),
-                        };
-                        let _ = send.reset(code.into());
-                        let _ = recv.stop(code.into());
+                        // Off this loop: a header that never completes must not stall it.
+                        tokio::spawn(async move {
+                            let code = match wire::read_header(&mut recv).await {
+                                Ok(_) => CloseCode::UnknownFamily,
+                                Err(e) => e.close_code(),
+                            };
+                            let _ = send.reset(code.into());
+                            let _ = recv.stop(code.into());
+                        });
                     }
                     Err(_) => break,
                 },
@@ -1055,7 +1060,11 @@ impl Inner {
     }
 }
 
-async fn send_discovery(conn: &Connection, msg: &DiscoveryMsg, max: usize) -> Result<(), String> {
+async fn send_discovery(
+    conn: &Connection,
+    msg: &DiscoveryMsg,
+    max: usize,
+) -> Result<quinn::SendStream, String> {
     let mut send = conn.open_uni().await.map_err(|e| e.to_string())?;
     wire::write_header(&mut send, StreamHeader::new(StreamFamily::Discovery))
         .await
@@ -1065,7 +1074,7 @@ async fn send_discovery(conn: &Connection, msg: &DiscoveryMsg, max: usize) -> Re
         .map_err(|e| e.to_string())?;
     send.finish().map_err(|e| e.to_string())?;
     metrics::counter!("tessella_gossip_messages_total", "direction" => "out").increment(1);
-    Ok(())
+    Ok(send)
 }
 
 async fn accept_loop(inner: Arc<Inner>) {
@@ -1346,9 +1355,16 @@ impl Network {
             .collect();
         let max = self.inner.limits.max_frame;
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut acked = JoinSet::new();
             for (conn, msg) in sends {
-                let _ = send_discovery(&conn, &msg, max).await;
+                acked.spawn(async move {
+                    // Closing the endpoint drops unsent data: wait for the peer's ack.
+                    if let Ok(send) = send_discovery(&conn, &msg, max).await {
+                        let _ = send.stopped().await;
+                    }
+                });
             }
+            while acked.join_next().await.is_some() {}
         })
         .await;
         let _ = self.shutdown.send(true);

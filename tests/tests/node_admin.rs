@@ -1,0 +1,392 @@
+//! The admin API of a real dev cluster (`DevCluster::start`, as
+//! `tessella-node dev` runs it), spoken to over TCP with hand-written
+//! HTTP/1.1: status and peers are right, `/v1` and `/metrics` need an admin
+//! ticket (401 without one, 403 with a valid ticket that lacks the admin
+//! permission), garbage collateral is refused with 400 and a JSON error.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{bounded, connected_ids, wait_until};
+use quinn::crypto::rustls::QuicServerConfig;
+use quinn::Endpoint;
+use serde_json::Value;
+use tessella_attestation::clock::SystemClock;
+use tessella_attestation::dev::{DevPki, DevQuoteProvider, DevTd};
+use tessella_attestation::identity::NetworkId;
+use tessella_attestation::ratls::{self, CertResolver, RatlsVerifier};
+use tessella_attestation::{CollateralStore, Policy, TicketIssuer, TicketValidator, TrustedIssuer};
+use tessella_node::admin::{NodeMode, NodeStatus, PeersResponse, Readiness};
+use tessella_node::admission::ControlMsg;
+use tessella_node::devnet::{dev_policy, DevCluster, DevOptions, DEV_TD_NAME};
+use tessella_node::wire::{self, StreamFamily};
+
+const NETWORK: &str = "admin-test";
+const SEED: &str = "admin-test-seed";
+
+/// An HTTP response.
+struct Response {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `{"error": {"code", "message"}}` body's code.
+    fn error_code(&self) -> String {
+        let body = self.json();
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "error bodies carry a message: {body}");
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {body}"))
+            .to_string()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    let what = format!("{method} {path}");
+    let raw = bounded(
+        &what,
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connect to the admin API");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            stream.write_all(&bytes).expect("send request");
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).expect("read response");
+            raw
+        }),
+    )
+    .await
+    .expect("http task");
+    parse(&raw)
+}
+
+fn parse(raw: &[u8]) -> Response {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = std::str::from_utf8(&raw[..split]).expect("ASCII headers");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") {
+        body = dechunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_text = std::str::from_utf8(&data[..eol]).expect("chunk size");
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .expect("hex chunk size");
+        data = &data[eol + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+/// A valid ticket of the cluster's issuer without the admin permission: the
+/// one node 0 presents to peers. The test stands up an RA-TLS listener with
+/// the dev cluster's (deterministic) PKI and TD, has node 0 dial it, and
+/// reads node 0's Hello.
+async fn node_ticket(cluster: &DevCluster) -> String {
+    let pki = Arc::new(DevPki::generate(SEED.as_bytes()).expect("the cluster's dev PKI"));
+    let network = NetworkId::from_name(NETWORK);
+    let td = DevTd::named(DEV_TD_NAME);
+    let identity = ratls::issue(
+        &DevQuoteProvider::new(pki.clone(), td),
+        &network,
+        common::now(),
+        3600,
+    )
+    .expect("listener cert");
+    let store = Arc::new(CollateralStore::new());
+    store.insert(pki.collateral().clone());
+    let verifier = RatlsVerifier::new(
+        pki.verifier(),
+        store,
+        Arc::new(Policy::new(dev_policy())),
+        network,
+        Arc::new(SystemClock),
+    );
+    let mut tls = ratls::server_config(CertResolver::new(identity).expect("resolver"), verifier)
+        .expect("server tls");
+    tls.alpn_protocols = vec![wire::ALPN.to_vec()];
+    let endpoint = Endpoint::server(
+        quinn::ServerConfig::with_crypto(Arc::new(
+            QuicServerConfig::try_from(tls).expect("quic server"),
+        )),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .expect("bind listener");
+    let addr = endpoint.local_addr().expect("addr");
+    let node = cluster.nodes[0].network.clone();
+    let dial = tokio::spawn(async move { node.connect(addr).await });
+    let conn = bounded("node 0 dialling", async {
+        endpoint
+            .accept()
+            .await
+            .expect("incoming")
+            .await
+            .expect("handshake with node 0")
+    })
+    .await;
+    let (_send, mut recv) = bounded("node 0's control stream", conn.accept_bi())
+        .await
+        .expect("control stream");
+    let header = wire::read_header(&mut recv).await.expect("header");
+    assert_eq!(header.family, StreamFamily::Control);
+    let hello: Option<ControlMsg> = wire::read_frame(&mut recv, wire::DEFAULT_MAX_FRAME)
+        .await
+        .expect("node 0's Hello");
+    let ControlMsg::V1(hello) = hello.expect("a Hello");
+    conn.close(0u32.into(), b"done");
+    let _ = bounded("node 0's dial to end", dial).await;
+    endpoint.close(0u32.into(), b"done");
+    hello.ticket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_of_a_dev_cluster() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = DevCluster::start(DevOptions {
+        nodes: 3,
+        network: NETWORK.into(),
+        data_dir: dir.path().join("dev"),
+        gossip_interval: common::GOSSIP,
+        seed: SEED.into(),
+        ..DevOptions::default()
+    })
+    .await
+    .expect("dev cluster starts");
+    let token = cluster.admin_token.clone();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("dev/admin.jwt")).expect("admin.jwt"),
+        token,
+        "the admin token is written to the data dir"
+    );
+    let nodes: Vec<_> = cluster.nodes.iter().map(|n| n.network.clone()).collect();
+    let ids: Vec<String> = nodes.iter().map(|n| n.node_id().to_string()).collect();
+    wait_until(
+        || {
+            nodes
+                .iter()
+                .all(|n| connected_ids(n).len() == 2 && common::catalog_ids(n).len() == 2)
+        },
+        "every dev node is connected to and knows the two others",
+    )
+    .await;
+    let admin = cluster.nodes[0].admin_addr;
+
+    // Open routes.
+    let health = http(admin, "GET", "/health", None, b"").await;
+    assert_eq!(
+        (health.status, health.json()),
+        (200, serde_json::json!({"status": "ok"}))
+    );
+    for n in &cluster.nodes {
+        let ready = http(n.admin_addr, "GET", "/ready", None, b"").await;
+        assert_eq!(ready.status, 200, "{}", ready.text());
+        let readiness: Readiness = serde_json::from_slice(&ready.body).expect("Readiness");
+        assert!(readiness.ready && readiness.checks.iter().all(|c| c.ok));
+        let names: HashSet<&str> = readiness.checks.iter().map(|c| c.name.as_str()).collect();
+        assert!(names.contains("collateral") && names.contains("certificate"));
+    }
+
+    // Status of every node.
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        let r = http(n.admin_addr, "GET", "/v1/status", Some(&token), b"").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let status: NodeStatus = serde_json::from_slice(&r.body).expect("NodeStatus");
+        assert_eq!(status.node_id, ids[i]);
+        assert_eq!(status.network, NETWORK);
+        assert_eq!(status.network_id, NetworkId::from_name(NETWORK).to_string());
+        assert_eq!(status.mode, NodeMode::Dev);
+        assert_eq!(r.json()["mode"], "dev");
+        assert_eq!(status.started_at, nodes[i].started_at());
+        assert!(!status.version.is_empty());
+    }
+
+    // Peers of node 0: the two others, connected, with their verdicts.
+    let r = http(admin, "GET", "/v1/peers", Some(&token), b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let peers: PeersResponse = serde_json::from_slice(&r.body).expect("PeersResponse");
+    let listed: HashSet<&str> = peers.peers.iter().map(|p| p.node_id.as_str()).collect();
+    assert_eq!(listed, ids[1..].iter().map(String::as_str).collect());
+    let dev_td = DevTd::named(DEV_TD_NAME);
+    for p in &peers.peers {
+        let node = nodes
+            .iter()
+            .find(|n| n.node_id().to_string() == p.node_id)
+            .expect("a cluster node");
+        assert!(p.connected, "{} connected", p.node_id);
+        assert_eq!(p.addrs, vec![node.local_addr().to_string()]);
+        let verdict = p.verdict.as_ref().expect("a connected peer has a verdict");
+        assert_eq!(verdict.matched_entry.as_deref(), Some("tessella-dev"));
+        assert_eq!(verdict.tcb_status, "UpToDate");
+        assert_eq!(verdict.measurements, dev_td.measurements);
+        assert_eq!(verdict.anchor, nodes[0].anchor_name());
+        assert!(verdict.verdict_expires > common::now());
+        assert!(p.ticket_expires.expect("ticket expiry") > common::now());
+    }
+
+    // 401 without a usable token, on every protected route.
+    for (method, path) in [
+        ("GET", "/v1/status"),
+        ("GET", "/v1/peers"),
+        ("GET", "/v1/attestation"),
+        ("POST", "/v1/collateral"),
+        ("GET", "/metrics"),
+    ] {
+        let r = http(admin, method, path, None, b"").await;
+        assert_eq!(r.status, 401, "{method} {path}: {}", r.text());
+        assert_eq!(r.error_code(), "unauthenticated", "{method} {path}");
+        assert!(
+            r.headers
+                .get("www-authenticate")
+                .is_some_and(|v| v.starts_with("Bearer")),
+            "{method} {path}: challenge"
+        );
+    }
+    let stranger = TicketIssuer::generate_es256("tessella-dev-issuer").expect("issuer");
+    let forged = stranger
+        .issue(
+            &stranger
+                .claims(ids[0].clone(), NETWORK, common::now(), 600)
+                .with_admin(true),
+        )
+        .expect("ticket");
+    let r = http(admin, "GET", "/v1/status", Some(&forged), b"").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (401, "unknown_issuer".to_string())
+    );
+    let r = http(admin, "GET", "/v1/status", Some("not-a-jwt"), b"").await;
+    assert_eq!((r.status, r.error_code()), (401, "malformed".to_string()));
+
+    // 403 with a valid ticket of the cluster's issuer that is not an admin
+    // ticket: node 0's own peer ticket.
+    let ticket = node_ticket(&cluster).await;
+    let issuers: Vec<TrustedIssuer> = serde_json::from_slice(
+        &std::fs::read(dir.path().join("dev/issuers.json")).expect("issuers.json"),
+    )
+    .expect("issuers");
+    let claims = TicketValidator::new(NETWORK, issuers)
+        .expect("validator")
+        .validate(&ticket, Some(&ids[0]), common::now())
+        .expect("node 0's ticket is valid for the cluster");
+    assert!(!claims.is_admin());
+    for (method, path) in [
+        ("GET", "/v1/status"),
+        ("GET", "/v1/peers"),
+        ("POST", "/v1/collateral"),
+        ("GET", "/metrics"),
+    ] {
+        let r = http(admin, method, path, Some(&ticket), b"{}").await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (403, "forbidden".to_string()),
+            "{method} {path}"
+        );
+    }
+
+    // Collateral uploads: garbage and a JSON object that is no bundle are
+    // refused with 400; the cluster's own bundle is accepted (already held).
+    for body in [&b"garbage \x00\xff"[..], b"{}", b"[1,2,3]"] {
+        let r = http(admin, "POST", "/v1/collateral", Some(&token), body).await;
+        assert_eq!(
+            r.status,
+            400,
+            "{:?}: {}",
+            String::from_utf8_lossy(body),
+            r.text()
+        );
+        assert_eq!(r.error_code(), "bad_collateral");
+        assert!(r.headers["content-type"].starts_with("application/json"));
+    }
+    let bundle = std::fs::read(dir.path().join("dev/collateral/dev.json")).expect("dev collateral");
+    let r = http(admin, "POST", "/v1/collateral", Some(&token), &bundle).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["stored"], false, "the node already held it");
+
+    // Metrics with the admin token.
+    let r = http(admin, "GET", "/metrics", Some(&token), b"").await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers["content-type"].starts_with("text/plain"));
+    let text = r.text();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("tessella_peers{") && l.contains(&ids[0])),
+        "tessella_peers for node 0 in:\n{text}"
+    );
+
+    // Unknown routes are 404 with the JSON error, without authentication.
+    let r = http(admin, "GET", "/v2/nothing", None, b"").await;
+    assert_eq!((r.status, r.error_code()), (404, "not_found".to_string()));
+
+    cluster.shutdown().await;
+}
