@@ -916,6 +916,9 @@ impl Inner {
                         }
                     }
                 }
+                Ok(Some(CollateralMsg::V1(CollateralV1::Ticket { token }))) => {
+                    self.renew_peer_ticket(peer, &token);
+                }
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(peer = %peer, error = %e, "malformed relay frame");
@@ -947,6 +950,54 @@ impl Inner {
             }
         }
         send.finish().map_err(|e| e.to_string())
+    }
+
+    /// A peer presented a renewed ticket: validate it like at admission and
+    /// let it carry the session from now on.
+    fn renew_peer_ticket(&self, peer: NodeId, token: &str) {
+        let now = self.now();
+        let claims = match self.validator.validate(token, Some(&peer.to_string()), now) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(peer = %peer, code = e.code(), "renewed ticket refused; the old one stays in force");
+                return;
+            }
+        };
+        if lock(&self.revoked).covers(&claims) {
+            tracing::warn!(peer = %peer, "renewed ticket is revoked");
+            return;
+        }
+        if let Some(p) = lock(&self.peers).get_mut(&peer) {
+            tracing::debug!(peer = %peer, expires = claims.exp, "peer ticket renewed");
+            p.admitted.claims = claims;
+        }
+    }
+
+    /// Present this node's (new) ticket to every connected peer.
+    fn announce_ticket(self: &Arc<Self>) {
+        let token = lock(&self.ticket).0.clone();
+        let conns: Vec<Connection> = lock(&self.peers).values().map(|p| p.conn.clone()).collect();
+        let max = self.limits.max_frame;
+        for conn in conns {
+            let msg = CollateralMsg::V1(CollateralV1::Ticket {
+                token: token.clone(),
+            });
+            tokio::spawn(async move {
+                let sent = async {
+                    let mut send = conn.open_uni().await.map_err(|e| e.to_string())?;
+                    wire::write_header(&mut send, StreamHeader::new(StreamFamily::Control))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    write_frame(&mut send, &msg, max)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    send.finish().map_err(|e| e.to_string())
+                };
+                if let Err(e) = sent.await {
+                    tracing::debug!(error = %e, "ticket announcement failed");
+                }
+            });
+        }
     }
 
     /// The quote in this node's own certificate.
@@ -1052,7 +1103,11 @@ impl Inner {
             let mut own = lock(&self.ticket);
             if now >= own.1.saturating_sub(ttl / 3) {
                 match own_ticket(&self.ticket_source, &self.name, self.node_id, now) {
-                    Ok(t) => *own = (t, now + ttl),
+                    Ok(t) => {
+                        *own = (t, now + ttl);
+                        drop(own);
+                        self.announce_ticket();
+                    }
                     Err(e) => tracing::error!(error = %e, "ticket renewal failed"),
                 }
             }
@@ -1190,6 +1245,7 @@ impl Network {
         )?;
         *lock(&inner.ticket) = (token.trim().to_string(), claims.exp);
         tracing::info!(expires = claims.exp, "ticket installed");
+        inner.announce_ticket();
         Ok(claims.exp)
     }
 

@@ -1,10 +1,15 @@
-//! Collateral relay: peers pass Intel-signed collateral to each other over
-//! admitted connections, so a node learns bundles for platforms it has not
-//! seen yet without any network access of its own.
+//! Updates between admitted peers on control-family uni streams: collateral
+//! relay, and renewed tickets.
+//!
+//! Peers pass Intel-signed collateral to each other, so a node learns bundles
+//! for platforms it has not seen yet without any network access of its own;
+//! and a node whose ticket was renewed presents the new one, so sessions
+//! admitted under the old ticket outlive its expiry.
 //!
 //! ```text
-//! after admission, each side: uni stream, header Control/1,
-//!   frame CollateralMsg::V1(Bundle{json}) per bundle it holds, then FIN
+//! uni stream, header Control/1, then frames:
+//!   CollateralMsg::V1(Bundle{json})   one per bundle held, sent after admission
+//!   CollateralMsg::V1(Ticket{token})  sent to every peer when the ticket changes
 //! ```
 //!
 //! Relayed bytes are never trusted for being relayed: a bundle is stored only
@@ -32,6 +37,12 @@ pub enum CollateralV1 {
     Bundle {
         /// The JSON bytes.
         json: Vec<u8>,
+    },
+    /// The sender's renewed ticket (`sub` = its node id). Validated like the
+    /// admission ticket; a refused one leaves the old ticket in force.
+    Ticket {
+        /// The JWT.
+        token: String,
     },
 }
 

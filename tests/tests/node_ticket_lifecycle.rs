@@ -104,3 +104,28 @@ async fn an_expired_ticket_ends_the_session() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_ticket_carries_the_session_past_the_old_expiry() {
+    let f = Fixture::new();
+    let clock_a = Arc::new(ManualClock::new(NOW));
+    let clock_b = Arc::new(ManualClock::new(NOW));
+    let a = f.node(clock_a.clone(), 3600, vec![]).await;
+    let b = f.node(clock_b.clone(), 600, vec![a.local_addr()]).await;
+    wait("A admits B", || a.connected().len() == 1).await;
+    assert_eq!(a.connected()[0].ticket_expires, NOW + 600);
+    // Past two thirds of its life B renews its ticket and presents it to A
+    // (both clocks move together: a ticket is not valid before it is issued).
+    clock_a.set(NOW + 450);
+    clock_b.set(NOW + 450);
+    wait("A holds B's renewed ticket", || {
+        a.connected().first().map(|p| p.ticket_expires) == Some(NOW + 450 + 600)
+    })
+    .await;
+    // The old ticket's expiry passes on A's clock: the session stays.
+    clock_a.set(NOW + 700);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.connected().len(), 1, "session kept by the renewed ticket");
+    b.shutdown().await;
+    a.shutdown().await;
+}
