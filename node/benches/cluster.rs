@@ -137,7 +137,8 @@ async fn connection_setup(dev: &Dev, iters: usize) {
         cached.push(t.elapsed().as_secs_f64() * 1e6);
     }
     stop(vec![client, server]).await;
-    println!("connection set-up (handshake + admission), {iters} each");
+    let mut plain = plain_quinn(iters).await;
+    println!("connection set-up (handshake + admission), {iters} each, same run");
     println!(
         "  cold verdicts   p50 {:>7.0} us  p99 {:>7.0} us",
         pct(&mut cold.clone(), 0.5),
@@ -148,7 +149,71 @@ async fn connection_setup(dev: &Dev, iters: usize) {
         pct(&mut cached.clone(), 0.5),
         pct(&mut cached, 0.99)
     );
-    println!("  (plain quinn mutual TLS on the same machine: see `cargo bench -p tessella-attestation --bench handshake`)");
+    println!(
+        "  plain quinn      p50 {:>7.0} us  p99 {:>7.0} us  (TLS 1.3, server auth only, rcgen cert, no admission)",
+        pct(&mut plain.clone(), 0.5),
+        pct(&mut plain, 0.99)
+    );
+    println!("  (mutual plain TLS beside RA-TLS handshakes alone: `cargo bench -p tessella-attestation --bench handshake`)");
+}
+
+/// Plain quinn connections to a server with an ordinary certificate.
+async fn plain_quinn(iters: usize) -> Vec<f64> {
+    let cert = rcgen::generate_simple_self_signed(vec!["plain".to_string()]).expect("cert");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let mut server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .expect("server tls");
+    server_tls.alpn_protocols = vec![b"plain".to_vec()];
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).expect("root");
+    let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("tls13")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client_tls.alpn_protocols = vec![b"plain".to_vec()];
+    client_tls.resumption = rustls::client::Resumption::disabled();
+    let server = quinn::Endpoint::server(
+        quinn::ServerConfig::with_crypto(Arc::new(
+            quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).expect("quic"),
+        )),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .expect("server");
+    let addr = server.local_addr().expect("addr");
+    let acceptor = tokio::spawn(async move {
+        while let Some(incoming) = server.accept().await {
+            tokio::spawn(async move {
+                if let Ok(conn) = incoming.await {
+                    let _ = conn.closed().await;
+                }
+            });
+        }
+    });
+    let mut client =
+        quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("client");
+    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(client_tls).expect("quic"),
+    )));
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        let conn = client
+            .connect(addr, "plain")
+            .expect("connect")
+            .await
+            .expect("handshake");
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        conn.close(0u32.into(), b"done");
+    }
+    client.wait_idle().await;
+    acceptor.abort();
+    times
 }
 
 async fn event_latency(dev: &Dev) {

@@ -60,7 +60,7 @@
 //! |    5 | `WrongNetwork`       | the peer belongs to another network                            |
 //! |    6 | `Shutdown`           | this node is shutting down; reconnect later or elsewhere        |
 //! |    7 | `FrameTooLarge`      | a frame's length exceeds the receiver's maximum                |
-//! |    8 | `Departed`           | this node left the network gracefully; forget it               |
+//! |    8 | `Departed`           | this node is leaving gracefully (its signed Depart message, sent first, is what removes it from catalogs) |
 //! |    9 | `TicketRevoked`      | the ticket that admitted the session was revoked               |
 //! |   10 | `UnsupportedVersion` | the family's protocol version in the header is not spoken here |
 //! |   11 | `Internal`           | a local failure, not the peer's fault (I/O error, bug)         |
