@@ -1,0 +1,81 @@
+//! `tessella-node run` is production: off a TD it cannot get a quote and
+//! refuses to start with a clear message; config errors name the key; and a
+//! TDX identity never trusts a dev root.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use tessella_attestation::dev::{DevPki, DevQuoteProvider, DevTd};
+use tessella_attestation::TicketIssuer;
+use tessella_node::devnet::dev_policy;
+use tessella_node::{Identity, Network, NetworkError, TicketSource};
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessella-node"));
+    cmd.args(args).env_remove("RUST_LOG");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run tessella-node");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code().expect("exit code"), stderr)
+}
+
+#[test]
+fn run_without_a_td_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let policy = dir.path().join("policy.json");
+    std::fs::write(&policy, dev_policy().to_json_pretty()).expect("write");
+    let issuer = TicketIssuer::generate_es256("ops").expect("issuer");
+    let issuers = dir.path().join("issuers.json");
+    std::fs::write(
+        &issuers,
+        serde_json::to_string(&vec![issuer.public_key()]).expect("json"),
+    )
+    .expect("write");
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[network]\nlisten = \"127.0.0.1:0\"\n[policy]\nfile = {:?}\n[tickets]\ntrusted_issuers_file = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path(),
+            policy,
+            issuers
+        ),
+    )
+    .expect("write");
+    let config = config.to_str().expect("utf-8");
+    let (code, stderr) = run(&["run", "--config", config], &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot obtain a quote") && stderr.contains("configfs"),
+        "{stderr}"
+    );
+
+    // A config error names the key.
+    let (code, stderr) = run(
+        &["run", "--config", config],
+        &[("TESSELLA_LIMITS_MAX_PEERS", "many")],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("TESSELLA_LIMITS_MAX_PEERS"), "{stderr}");
+}
+
+#[tokio::test]
+async fn tdx_identity_refuses_a_dev_root() {
+    let pki = Arc::new(DevPki::generate(b"prod").expect("pki"));
+    let issuer = Arc::new(TicketIssuer::generate_es256("ops").expect("issuer"));
+    let provider = DevQuoteProvider::new(pki.clone(), DevTd::named("node"));
+    let err = Network::builder("prod")
+        .identity(Identity::Tdx(Arc::new(provider)))
+        .trust_anchor(pki.verifier())
+        .policy(tessella_attestation::Policy::new(dev_policy()))
+        .ticket(TicketSource::Issuer(issuer.clone(), 3600))
+        .trusted_issuers(vec![issuer.public_key()])
+        .build()
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, NetworkError::DevRootInProduction(_)), "{err}");
+}
