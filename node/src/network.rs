@@ -1298,24 +1298,8 @@ impl Network {
     }
 
     /// The measurements this node's own quote reports.
-    pub fn own_measurements(&self) -> tessella_attestation::measurements::TdMeasurements {
-        let cert = self.inner.resolver.current();
-        ratls::ParsedCert::parse(cert.cert_der().as_ref())
-            .ok()
-            .and_then(|p| tessella_attestation::Quote::decode(&p.quote).ok())
-            .map(|q| q.measurements())
-            .unwrap_or({
-                use tessella_attestation::measurements::Digest48;
-                tessella_attestation::measurements::TdMeasurements {
-                    mrtd: Digest48::ZERO,
-                    rtmr: [Digest48::ZERO; 4],
-                    mrconfigid: Digest48::ZERO,
-                    mrowner: Digest48::ZERO,
-                    mrownerconfig: Digest48::ZERO,
-                    td_attributes: [0; 8],
-                    xfam: [0; 8],
-                }
-            })
+    pub fn own_measurements(&self) -> Option<tessella_attestation::measurements::TdMeasurements> {
+        self.inner.own_quote().map(|q| q.measurements())
     }
 
     /// Catalog entries with seconds since each was last refreshed.

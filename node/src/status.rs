@@ -108,11 +108,14 @@ impl AdminBackend for NodeAdmin {
     fn attestation(&self) -> AttestationView {
         let n = &self.0;
         let cert = n.certificate();
-        let parsed = ParsedCert::parse(cert.cert_der().as_ref()).ok();
-        let quote = parsed.as_ref().map(|p| p.quote.clone()).unwrap_or_default();
+        let quote = ParsedCert::parse(cert.cert_der().as_ref())
+            .map(|p| p.quote)
+            .unwrap_or_default();
         let measurements = Quote::decode(&quote)
             .map(|q| q.measurements())
-            .unwrap_or_else(|_| n.own_measurements());
+            .ok()
+            .or_else(|| n.own_measurements())
+            .unwrap_or_else(zero_measurements);
         AttestationView {
             node_id: cert.node_id().to_string(),
             quote_hex: hex::encode(&quote),
@@ -164,5 +167,19 @@ fn verdict(id: &tessella_attestation::ratls::PeerIdentity) -> VerdictView {
         matched_entry: id.matched_entry.clone(),
         anchor: id.anchor.clone(),
         verdict_expires: id.verdict_expires,
+    }
+}
+
+/// All-zero registers, for the (unreachable) case of an unreadable own quote.
+fn zero_measurements() -> tessella_attestation::measurements::TdMeasurements {
+    use tessella_attestation::measurements::{Digest48, TdMeasurements};
+    TdMeasurements {
+        mrtd: Digest48::ZERO,
+        rtmr: [Digest48::ZERO; 4],
+        mrconfigid: Digest48::ZERO,
+        mrowner: Digest48::ZERO,
+        mrownerconfig: Digest48::ZERO,
+        td_attributes: [0; 8],
+        xfam: [0; 8],
     }
 }
