@@ -8,16 +8,22 @@
 //!
 //! - [`Digest48`], [`Register`] and [`TdMeasurements`]: the values a TD report carries.
 //! - [`MeasurementPolicy`]: the versioned allow-list format, its TCB rules and matching.
+//! - [`rtmr`]: the RTMR extend operation; [`eventlog`]: dstack JSON and TCG2 / CCEL
+//!   event-log parsing and RTMR replay.
 //! - [`flashbots`]: import of the flashbots / cvm-reverse-proxy `measurements.json` array.
 
 mod digest;
+pub mod eventlog;
 pub mod flashbots;
 mod policy;
 mod register;
+pub mod rtmr;
 
 pub use digest::{Digest48, HexError};
+pub use eventlog::{Event, EventLog, EventLogError, LogFormat};
 pub use policy::{
     EntryMismatch, MatchedEntry, MeasurementMismatch, MeasurementPolicy, PolicyEntry,
     PolicyFileError, RegisterMismatch, TcbRules, TcbStatusName, POLICY_FORMAT, POLICY_VERSION,
 };
 pub use register::{Register, TdMeasurements};
+pub use rtmr::{extend, sha384, Rtmrs};
