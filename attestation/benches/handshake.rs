@@ -27,6 +27,10 @@
 //! round), `TESSELLA_BENCH_LOOKUPS` (cache loop length) change the effort.)
 //! Targets: cached p50 <= 1.5x plain p50; >= 1M cached verdicts per second.
 
+mod stats;
+
+use stats::{env_usize, median, percentile, time_per_iter};
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,29 +53,6 @@ use tessella_attestation::{CollateralStore, Policy, QuoteProvider};
 const NOW: u64 = 1_800_000_000;
 const DAY: u64 = 86_400;
 const ALPN: &[u8] = b"tessella/1";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -337,15 +318,6 @@ impl Kind {
         s.sort_by(|a, b| a.total_cmp(b));
         s
     }
-}
-
-/// Seconds per iteration of `f`, over `iters` iterations.
-fn time_per_iter(iters: usize, mut f: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    start.elapsed().as_secs_f64() / iters as f64
 }
 
 fn main() {

@@ -7,8 +7,11 @@
 //! (`TESSELLA_BENCH_ROUNDS`, `TESSELLA_BENCH_ITERS` to change the effort.)
 //! Target: our path costs at most 10% more than the bare call.
 
+mod stats;
+
+use stats::{env_usize, median, time_per_iter};
+
 use std::hint::black_box;
-use std::time::Instant;
 
 use tessella_attestation::measurements::{MeasurementPolicy, PolicyEntry, TcbRules};
 use tessella_attestation::{Collateral, CollateralStore, Policy, Quote, Verifier};
@@ -34,32 +37,6 @@ const CASES: [Case; 2] = [
         now: 1_769_509_141,
     },
 ];
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-/// Seconds per iteration of `f`, over `iters` iterations.
-fn time_per_iter(iters: usize, mut f: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    start.elapsed().as_secs_f64() / iters as f64
-}
 
 fn main() {
     let rounds = env_usize("TESSELLA_BENCH_ROUNDS", 21);

@@ -180,6 +180,8 @@ impl Fixture {
             gossip_interval: GOSSIP,
             peer_ttl: Duration::from_secs(30),
             limits: Limits::default(),
+            collateral: Arc::new(CollateralStore::new()),
+            ticket_leeway: 30,
         }
     }
 
@@ -296,6 +298,10 @@ pub struct NodeOptions {
     pub peer_ttl: Duration,
     /// Resource bounds.
     pub limits: Limits,
+    /// Collateral the node starts with (its own platform's is added).
+    pub collateral: Arc<CollateralStore>,
+    /// Clock skew tolerated on tickets, in seconds.
+    pub ticket_leeway: u64,
 }
 
 impl NodeOptions {
@@ -314,6 +320,8 @@ impl NodeOptions {
             .gossip_interval(self.gossip_interval)
             .peer_ttl(self.peer_ttl)
             .limits(self.limits)
+            .collateral(self.collateral)
+            .ticket_leeway(self.ticket_leeway)
             .build()
             .await
     }
