@@ -1,8 +1,9 @@
 //! Shared fixtures for tessella's end-to-end tests.
 //!
 //! Real TDX evidence is read from `../shared/tdx-samples` (see its README), never
-//! copied into the repository. Multi-node cluster harnesses arrive with the node
-//! runtime.
+//! copied into the repository. The pinned Debian image inputs (OVMF, the
+//! kernel and its modules) are read from the directory `tessella-image fetch`
+//! fills, see [`image_inputs`].
 
 use std::path::PathBuf;
 
@@ -21,6 +22,29 @@ pub fn tdx_samples() -> PathBuf {
     assert!(
         dir.join("README.md").is_file(),
         "real TDX samples not found at {}: clone the project next to ../shared (or set TESSELLA_TDX_SAMPLES)",
+        dir.display()
+    );
+    dir
+}
+
+/// The directory holding the pinned Debian image inputs as `tessella-image
+/// fetch` lays them out: `OVMF.fd`, `vmlinuz` and `modules/*.ko.xz`. It is
+/// `target/tessella-image/inputs` under the workspace root, or
+/// `TESSELLA_IMAGE_INPUTS` when set.
+///
+/// # Panics
+/// When the directory lacks `OVMF.fd` or `vmlinuz`, with a message naming the
+/// path and the command that fills it.
+pub fn image_inputs() -> PathBuf {
+    let dir = std::env::var_os("TESSELLA_IMAGE_INPUTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tessella-image/inputs")
+        });
+    assert!(
+        dir.join("OVMF.fd").is_file() && dir.join("vmlinuz").is_file(),
+        "pinned image inputs not found at {}: run `cargo run -p tessella-image -- fetch` \
+         (or ./scripts/test.sh, or set TESSELLA_IMAGE_INPUTS)",
         dir.display()
     );
     dir
