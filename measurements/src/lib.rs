@@ -10,6 +10,7 @@
 //! - [`MeasurementPolicy`]: the versioned allow-list format, its TCB rules and matching.
 //! - [`rtmr`]: the RTMR extend operation; [`eventlog`]: dstack JSON and TCG2 / CCEL
 //!   event-log parsing and RTMR replay.
+//! - [`tdvf`]: TDVF metadata of an OVMF image and the MRTD it produces.
 //! - [`flashbots`]: import of the flashbots / cvm-reverse-proxy `measurements.json` array.
 
 mod digest;
@@ -18,6 +19,7 @@ pub mod flashbots;
 mod policy;
 mod register;
 pub mod rtmr;
+pub mod tdvf;
 
 pub use digest::{Digest48, HexError};
 pub use eventlog::{Event, EventLog, EventLogError, LogFormat};
@@ -27,3 +29,4 @@ pub use policy::{
 };
 pub use register::{Register, TdMeasurements};
 pub use rtmr::{extend, sha384, Rtmrs};
+pub use tdvf::{MrtdOrder, SectionKind, Tdvf, TdvfError, TdvfSection};

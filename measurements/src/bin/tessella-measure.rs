@@ -1,9 +1,11 @@
 //! `tessella-measure`: compute and replay TDX measurements.
 //!
-//! Only `replay LOG` exists so far: it replays a dstack JSON event log (bare or
-//! inside `quote-report.json`) or a binary CCEL / TCG2 event log and prints the
-//! four RTMRs with the events that produced each, so a mismatch against a
-//! quote can be debugged register by register.
+//! - `replay LOG` replays a dstack JSON event log (bare or inside
+//!   `quote-report.json`) or a binary CCEL / TCG2 event log and prints the four
+//!   RTMRs with the events that produced each, so a mismatch against a quote can
+//!   be debugged register by register.
+//! - `mrtd FW` prints the TDVF sections of an OVMF image and the MRTD it gives
+//!   for each page-add order.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -12,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use tessella_measurements::{EventLog, LogFormat};
+use tessella_measurements::{EventLog, LogFormat, MrtdOrder, Tdvf};
 
 /// Compute and replay TDX measurements.
 #[derive(Parser)]
@@ -35,6 +37,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the TDVF sections of an OVMF firmware image and its MRTD.
+    Mrtd {
+        /// The firmware file (e.g. OVMF.fd).
+        firmware: PathBuf,
+        /// Page-add order of the host (single-pass: current KVM/QEMU; two-pass: old Intel QEMU 8).
+        #[arg(long, value_enum, default_value_t = Order::Both)]
+        order: Order,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Order {
+    SinglePass,
+    TwoPass,
+    Both,
+}
+
+impl Order {
+    fn orders(self) -> &'static [MrtdOrder] {
+        match self {
+            Order::SinglePass => &[MrtdOrder::SinglePass],
+            Order::TwoPass => &[MrtdOrder::TwoPass],
+            Order::Both => &MrtdOrder::ALL,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,12 +102,95 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 text(&parsed)
             };
-            match std::io::stdout().lock().write_all(out.as_bytes()) {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-                other => other.context("writing output"),
-            }
+            print(&out)
+        }
+        Command::Mrtd {
+            firmware,
+            order,
+            json,
+        } => {
+            let input = std::fs::read(&firmware)
+                .with_context(|| format!("reading {}", firmware.display()))?;
+            let tdvf =
+                Tdvf::parse(&input).with_context(|| format!("parsing {}", firmware.display()))?;
+            let out = if json {
+                serde_json::to_string_pretty(&mrtd_json(&tdvf, order.orders()))? + "\n"
+            } else {
+                mrtd_text(&tdvf, order.orders())
+            };
+            print(&out)
         }
     }
+}
+
+fn print(out: &str) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing output"),
+    }
+}
+
+fn mrtd_json(tdvf: &Tdvf, orders: &[MrtdOrder]) -> serde_json::Value {
+    let mut mrtd = serde_json::Map::new();
+    for &o in orders {
+        mrtd.insert(o.name().to_string(), tdvf.mrtd(o).to_hex().into());
+    }
+    serde_json::json!({
+        "descriptor_offset": tdvf.descriptor_offset(),
+        "sections": tdvf.sections().iter().map(|s| serde_json::json!({
+            "kind": s.kind,
+            "data_offset": s.data_offset,
+            "raw_size": s.raw_size,
+            "gpa": format!("{:#x}", s.gpa),
+            "mem_size": s.mem_size,
+            "attributes": s.attributes,
+            "mr_extend": s.mr_extend(),
+            "page_aug": s.page_aug(),
+        })).collect::<Vec<_>>(),
+        "mrtd": mrtd,
+    })
+}
+
+fn mrtd_text(tdvf: &Tdvf, orders: &[MrtdOrder]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "TDVF descriptor at {:#x}, {} sections:",
+        tdvf.descriptor_offset(),
+        tdvf.sections().len()
+    );
+    let _ = writeln!(
+        out,
+        "  {:>2} {:<12} {:>10} {:>10} {:>18} {:>10}  attributes",
+        "#", "type", "offset", "raw size", "gpa", "mem size"
+    );
+    for (i, s) in tdvf.sections().iter().enumerate() {
+        let mut attrs = Vec::new();
+        if s.mr_extend() {
+            attrs.push("MR_EXTEND");
+        }
+        if s.page_aug() {
+            attrs.push("PAGE_AUG");
+        }
+        let _ = writeln!(
+            out,
+            "  {i:>2} {:<12} {:>#10x} {:>#10x} {:>#18x} {:>#10x}  {}",
+            s.kind.name(),
+            s.data_offset,
+            s.raw_size,
+            s.gpa,
+            s.mem_size,
+            if attrs.is_empty() {
+                "-".to_string()
+            } else {
+                attrs.join("|")
+            }
+        );
+    }
+    for &o in orders {
+        let _ = writeln!(out, "mrtd {:<11} {}", o.name(), tdvf.mrtd(o));
+    }
+    out
 }
 
 fn to_json(log: &EventLog) -> serde_json::Value {
