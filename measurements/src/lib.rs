@@ -11,6 +11,7 @@
 //! - [`rtmr`]: the RTMR extend operation; [`eventlog`]: dstack JSON and TCG2 / CCEL
 //!   event-log parsing and RTMR replay.
 //! - [`tdvf`]: TDVF metadata of an OVMF image and the MRTD it produces.
+//! - [`rtmr0`]: RTMR0 computed from the firmware and RAM size plus captured host events.
 //! - [`flashbots`]: import of the flashbots / cvm-reverse-proxy `measurements.json` array.
 
 mod digest;
@@ -19,6 +20,7 @@ pub mod flashbots;
 mod policy;
 mod register;
 pub mod rtmr;
+pub mod rtmr0;
 pub mod tdvf;
 
 pub use digest::{Digest48, HexError};
@@ -29,4 +31,5 @@ pub use policy::{
 };
 pub use register::{Register, TdMeasurements};
 pub use rtmr::{extend, sha384, Rtmrs};
+pub use rtmr0::{rtmr0, EventSource, Rtmr0, Rtmr0Error, Rtmr0Event, Rtmr0HostEvents};
 pub use tdvf::{MrtdOrder, SectionKind, Tdvf, TdvfError, TdvfSection};

@@ -142,3 +142,45 @@ fn bad_firmware_exits_2_with_one_line() {
         assert!(err.contains(want), "{name}: {err}");
     }
 }
+
+#[test]
+fn rtmr0_capture_writes_host_events() {
+    use tessella_measurements::{sha384, Rtmr0HostEvents};
+    // Spec ID header (SHA-384 only), then RTMR0 events: HOB, separator, ACPI.
+    let mut log = Vec::new();
+    let mut ev = b"Spec ID Event03\0".to_vec();
+    ev.extend_from_slice(&[0, 0, 0, 0, 0, 2, 0, 2, 1, 0, 0, 0, 0x0c, 0, 48, 0, 0]);
+    log.extend_from_slice(&0u32.to_le_bytes());
+    log.extend_from_slice(&3u32.to_le_bytes());
+    log.extend_from_slice(&[0; 20]);
+    log.extend_from_slice(&(ev.len() as u32).to_le_bytes());
+    log.extend_from_slice(&ev);
+    for (ty, data) in [
+        (0x8000_000Bu32, &b"hob"[..]),
+        (4, &[0, 0, 0, 0][..]),
+        (0x8000_000B, &b"acpi"[..]),
+    ] {
+        log.extend_from_slice(&1u32.to_le_bytes());
+        log.extend_from_slice(&ty.to_le_bytes());
+        log.extend_from_slice(&1u32.to_le_bytes());
+        log.extend_from_slice(&0x000Cu16.to_le_bytes());
+        log.extend_from_slice(&sha384(data).0);
+        log.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        log.extend_from_slice(data);
+    }
+    let dir = TempDir::new("capture");
+    let path = dir.write("ccel.bin", &log);
+    let out = run(&["rtmr0-capture"], &path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let host = Rtmr0HostEvents::from_json(&out.stdout).expect("valid host events");
+    assert_eq!(host.events.len(), 1);
+    assert_eq!(host.events[0].digest, sha384(b"acpi"));
+
+    let bad = dir.write("bad.bin", &[1, 2, 3]);
+    let out = run(&["rtmr0-capture"], &bad);
+    assert_eq!(out.status.code(), Some(2));
+}

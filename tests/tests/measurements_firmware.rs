@@ -79,3 +79,44 @@ fn debian_ovmf_mrtd_pins() {
          3db3b32e6924cba830a724eed443f7e1"
     );
 }
+
+/// RTMR0's computed part on the Debian OVMF for 1 GiB and 4 GiB of RAM: only
+/// the TD HOB differs. (Debian's 2022.11 build does not itself measure into
+/// RTMRs, see `tessella_measurements::rtmr0`; this exercises the model on a
+/// real TDVF layout.)
+#[test]
+fn rtmr0_computed_events_follow_the_hob() {
+    use tessella_measurements::rtmr0::{td_hob, EV_SEPARATOR};
+    use tessella_measurements::{rtmr0, EventSource};
+
+    let t = Tdvf::parse(&ovmf()).expect("parse");
+    let small = rtmr0(&t, 1 << 30, None).expect("1 GiB");
+    let big = rtmr0(&t, 4 << 30, None).expect("4 GiB");
+    assert_eq!(small.value, None);
+    assert_eq!(small.events.len(), 8);
+    assert_eq!(big.events.len(), 8);
+    assert!(small
+        .events
+        .iter()
+        .all(|e| e.source == EventSource::Computed && e.event.rtmr == 0));
+    assert_eq!(small.events[7].event.event_type, EV_SEPARATOR);
+    assert_ne!(small.events[0].event.digest, big.events[0].event.digest);
+    for i in 1..8 {
+        assert_eq!(
+            small.events[i].event.digest, big.events[i].event.digest,
+            "{i}"
+        );
+    }
+
+    // HOB: PHIT + 8 ranges below 1 GiB (4 accepted TD_HOB/TempMem pieces and 4
+    // unaccepted gaps); with 4 GiB, one more unaccepted range above 4 GiB.
+    let hob1 = td_hob(&t, 1 << 30).expect("1 GiB");
+    let hob4 = td_hob(&t, 4 << 30).expect("4 GiB");
+    assert_eq!(hob1.len(), 56 + 8 * 48);
+    assert_eq!(hob4.len(), 56 + 9 * 48);
+    // EfiEndOfHobList points just past the END HOB in the TD_HOB section at 0x809000.
+    assert_eq!(
+        &hob1[48..56],
+        &(0x80_9000u64 + 56 + 8 * 48 + 8).to_le_bytes()
+    );
+}

@@ -6,6 +6,8 @@
 //!   be debugged register by register.
 //! - `mrtd FW` prints the TDVF sections of an OVMF image and the MRTD it gives
 //!   for each page-add order.
+//! - `rtmr0-capture CCEL` turns a firmware event log captured on a real host
+//!   into the RTMR0 host-events allow-list input (the events after the separator).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -14,7 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use tessella_measurements::{EventLog, LogFormat, MrtdOrder, Tdvf};
+use tessella_measurements::{EventLog, LogFormat, MrtdOrder, Rtmr0HostEvents, Tdvf};
 
 /// Compute and replay TDX measurements.
 #[derive(Parser)]
@@ -47,6 +49,11 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Write the host-dependent RTMR0 events of a captured CCEL as host-events JSON.
+    Rtmr0Capture {
+        /// Binary CCEL / TCG2 event log (`/sys/firmware/acpi/tables/data/CCEL`).
+        ccel: PathBuf,
     },
 }
 
@@ -119,6 +126,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 mrtd_text(&tdvf, order.orders())
             };
             print(&out)
+        }
+        Command::Rtmr0Capture { ccel } => {
+            let input =
+                std::fs::read(&ccel).with_context(|| format!("reading {}", ccel.display()))?;
+            let host = Rtmr0HostEvents::from_ccel(&input)
+                .with_context(|| format!("parsing {}", ccel.display()))?;
+            print(&host.to_json())
         }
     }
 }
