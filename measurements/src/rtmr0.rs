@@ -36,16 +36,16 @@
 //! - Everything after the separator depends on the QEMU version, machine type,
 //!   devices and boot options, and is taken from a capture ([`Rtmr0HostEvents`]).
 //!
-//! # Debian's OVMF 2022.11
+//! # Which Debian OVMF
 //!
-//! The pinned Debian `OVMF.fd` (ovmf 2022.11-6+deb12u2) does not appear to
+//! bookworm's `ovmf` 2022.11-6+deb12u2 `OVMF.fd` has TDVF metadata but does not
 //! measure anything into RTMRs: its firmware volumes contain no `TdTcg2Dxe`
-//! module (the producer of `EFI_CC_MEASUREMENT_PROTOCOL`), no SEC-side TD HOB
-//! measurement (that came with edk2-stable202302) and no `CCEL` ACPI table,
-//! only the protocol's consumers. If that reading is right, a TD booted from
-//! it has RTMR0 (and the firmware's RTMR1/RTMR2 events) all zero and no CCEL.
-//! This was established by inspecting the binary, not by booting it on TDX
-//! hardware. The computation here applies to CC-measuring OVMF builds.
+//! (the producer of `EFI_CC_MEASUREMENT_PROTOCOL`) and no SEC-side TD HOB
+//! measurement, so a TD booted from it would have RTMR0-2 all zero and no
+//! CCEL. trixie's `ovmf` 2025.02-8+deb13u1 carries `TdTcg2Dxe` and
+//! `TdTcg2Pei` (found by listing the module names in its decompressed firmware
+//! volumes), predates edk2-stable202505, and is what tessella's image pins.
+//! Neither reading has been confirmed by booting on TDX hardware.
 
 use serde::{Deserialize, Serialize};
 

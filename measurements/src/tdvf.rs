@@ -32,8 +32,8 @@
 //! - Upstream QEMU defines PAGE_AUG but never consults it (it adds every
 //!   section); dstack-mr and the TDVF design guide treat a PAGE_AUG section as
 //!   not added at build time. We follow the latter (no `MEM.PAGE.ADD` record).
-//!   Debian's OVMF 2022.11 has no PAGE_AUG section, so this choice does not
-//!   change its MRTD.
+//!   Debian's OVMF builds (2022.11 and 2025.02) have no PAGE_AUG section, so
+//!   this choice does not change their MRTD.
 //! - The source of an extend is the section's memory as QEMU prepared it: for
 //!   BFV/CFV the firmware bytes at `data_offset`, for TempMem a freshly mapped
 //!   zeroed area, for TD_HOB the HOB that QEMU wrote (host dependent). So: an
@@ -41,7 +41,7 @@
 //!   TD_HOB, which is refused ([`TdvfError::Unsupported`]); an MR_EXTEND section
 //!   whose data only partly covers its memory is refused too, because QEMU
 //!   would then hash whatever follows the data in the flash image. dstack-mr
-//!   reads firmware bytes at `data_offset` in both cases; for the Debian image
+//!   reads firmware bytes at `data_offset` in both cases; for the Debian images
 //!   (only the BFV is extended, and its data covers it) both agree.
 
 use std::fmt;

@@ -1,4 +1,7 @@
-//! MRTD of the pinned Debian OVMF (ovmf 2022.11-6+deb12u2, `OVMF.fd`).
+//! MRTD and RTMR0's computed part for the pinned Debian OVMF (trixie's ovmf
+//! 2025.02-8+deb13u1, `OVMF.fd`, 4 MiB: the first Debian build whose firmware
+//! volume carries `TdTcg2Dxe`, i.e. measures the boot into RTMRs; bookworm's
+//! 2022.11 build has TDVF metadata but no CC measurement driver).
 //!
 //! Run with `TESSELLA_IMAGE_INPUTS=/work/dev-inputs` (or after `tessella-image fetch`).
 
@@ -12,11 +15,11 @@ fn ovmf() -> Vec<u8> {
 #[test]
 fn debian_ovmf_tdvf_layout() {
     let fw = ovmf();
-    assert_eq!(fw.len(), 2 << 20);
+    assert_eq!(fw.len(), 4 << 20);
     let t = Tdvf::parse(&fw).expect("Debian OVMF.fd carries TDVF metadata");
     // Observed layout (also read with an independent Python script): the
-    // descriptor sits 0x840 bytes before the end of the file.
-    assert_eq!(t.descriptor_offset(), fw.len() - 0x840);
+    // descriptor sits 0x9c0 bytes before the end of the file.
+    assert_eq!(t.descriptor_offset(), fw.len() - 0x9c0);
     let got: Vec<_> = t
         .sections()
         .iter()
@@ -36,14 +39,14 @@ fn debian_ovmf_tdvf_layout() {
         [
             (
                 SectionKind::Bfv,
-                0x20000,
-                0x1e_0000,
-                0xffe2_0000,
-                0x1e_0000,
+                0x8_4000,
+                0x37_c000,
+                0xffc8_4000,
+                0x37_c000,
                 1
             ),
-            (SectionKind::Cfv, 0, 0x2_0000, 0xffe0_0000, 0x2_0000, 0),
-            (SectionKind::TempMem, 0, 0, 0x81_0000, 0x1_0000, 0),
+            (SectionKind::Cfv, 0, 0x8_4000, 0xffc0_0000, 0x8_4000, 0),
+            (SectionKind::TempMem, 0, 0, 0x81_1000, 0xf000, 0),
             (SectionKind::TempMem, 0, 0, 0x80_b000, 0x2000, 0),
             (SectionKind::TdHob, 0, 0, 0x80_9000, 0x2000, 0),
             (SectionKind::TempMem, 0, 0, 0x80_0000, 0x6000, 0),
@@ -52,9 +55,9 @@ fn debian_ovmf_tdvf_layout() {
     // The firmware ends at 4 GiB: BFV and CFV together map the whole file.
     let bfv = t.section(SectionKind::Bfv).expect("bfv");
     assert_eq!(bfv.gpa + bfv.mem_size, 1 << 32);
-    assert_eq!(t.section_data(bfv), &fw[0x20000..]);
+    assert_eq!(t.section_data(bfv), &fw[0x8_4000..]);
     let cfv = t.section(SectionKind::Cfv).expect("cfv");
-    assert_eq!(t.section_data(cfv), &fw[..0x20000]);
+    assert_eq!(t.section_data(cfv), &fw[..0x8_4000]);
 }
 
 #[test]
@@ -64,26 +67,24 @@ fn debian_ovmf_mrtd_pins() {
     let two = t.mrtd(MrtdOrder::TwoPass).to_hex();
     assert_ne!(single, two);
     // Regression pins computed by this code. Cross-checked with an independent
-    // Python (hashlib) implementation written from the TDX module / QEMU
+    // Python (hashlib) implementation written separately from the TDX module / QEMU
     // description, which gave the same two values; no MRTD for this firmware
     // build has been published that we could compare with, and no TDX hardware
     // boot of it has been observed.
     assert_eq!(
         single,
-        "4c7206f0f483c524f12c366c711e9049030a8d47c471ee5aa9c4999a08de4057\
-         fb887fed0744d5631a212967fb231c47"
+        "bdc6fb145880f06f30c8b346b8dce2a99d9351b56892df22f80fcf6574caa9f9\
+         c31df8e8576d53b4d0cd1c3f28910e11"
     );
     assert_eq!(
         two,
-        "acccbcc870a381adab0d3919d90a7f268ac3b0364771f202ed4bb4e892d045b3\
-         3db3b32e6924cba830a724eed443f7e1"
+        "456f07902150d008bb913c3e1e84e9297f735a6c83cd2a957a1f0a8bbedb06df\
+         188e3837ae48d32c73d473d097dc0db2"
     );
 }
 
 /// RTMR0's computed part on the Debian OVMF for 1 GiB and 4 GiB of RAM: only
-/// the TD HOB differs. (Debian's 2022.11 build does not itself measure into
-/// RTMRs, see `tessella_measurements::rtmr0`; this exercises the model on a
-/// real TDVF layout.)
+/// the TD HOB differs.
 #[test]
 fn rtmr0_computed_events_follow_the_hob() {
     use tessella_measurements::rtmr0::{td_hob, EV_SEPARATOR};
