@@ -88,11 +88,12 @@ pub enum ConfigBindingError {
     /// What was passed as MRCONFIGID is not 48 bytes.
     #[error("MRCONFIGID must be {MR_CONFIG_ID_LEN} bytes, got {0}")]
     WrongLength(usize),
-    /// No quote could be obtained to read MRCONFIGID from.
-    #[error("cannot obtain a quote to read MRCONFIGID: {0}")]
+    /// No quote could be obtained to read MRCONFIGID from (the cause is
+    /// the error's source, printed by `{:#}` chains).
+    #[error("cannot obtain a quote to read MRCONFIGID")]
     Provider(#[from] tessella_attestation::ProviderError),
-    /// The quote does not decode.
-    #[error("cannot read MRCONFIGID from this node's quote: {0}")]
+    /// The quote does not decode (the cause is the error's source).
+    #[error("cannot read MRCONFIGID from this node's quote")]
     Quote(#[from] tessella_attestation::QuoteError),
     /// The started node's certificate carries no readable quote.
     #[error("cannot read MRCONFIGID: this node's certificate carries no readable quote")]

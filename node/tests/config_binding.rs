@@ -14,7 +14,8 @@ use tessella_node::configid::{self, ConfigBindingError};
 use tessella_node::devnet::{dev_policy, DEV_TD_NAME};
 use tessella_node::{Identity, Network, TicketSource};
 
-const CONFIG: &[u8] = b"[network]\nname = \"prod\"\n[policy]\nfile = \"/etc/tessella/policy.json\"\n";
+const CONFIG: &[u8] =
+    b"[network]\nname = \"prod\"\n[policy]\nfile = \"/etc/tessella/policy.json\"\n";
 
 /// The dev TD, launched as a host would with `mrconfigid` = base64(SHA-384(config)).
 fn td_launched_for(config: &[u8]) -> DevTd {
@@ -36,10 +37,19 @@ fn a_fresh_quote_binds_the_config() {
     let e = configid::check_provider(&other, &provider).expect_err("mismatch");
     assert!(matches!(e, ConfigBindingError::Mismatch { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.contains(&hex::encode(configid::config_sha384(&other))), "{msg}");
-    assert!(msg.contains(&hex::encode(configid::config_sha384(CONFIG))), "{msg}");
     assert!(
-        msg.contains(&format!("mrconfigid = {}", configid::mrconfigid_property(&other))),
+        msg.contains(&hex::encode(configid::config_sha384(&other))),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&hex::encode(configid::config_sha384(CONFIG))),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "mrconfigid = {}",
+            configid::mrconfigid_property(&other)
+        )),
         "{msg}"
     );
 
@@ -88,7 +98,10 @@ fn init_refuses_unless_pid1() {
     // A test process is never PID 1: init must not mount over this machine.
     let (code, stderr) = tessella_node(&["init"], &[]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("init is PID 1 of the node's image"), "{stderr}");
+    assert!(
+        stderr.contains("init is PID 1 of the node's image"),
+        "{stderr}"
+    );
     // Without a subcommand (and not PID 1): a usage error.
     let (code, stderr) = tessella_node(&[], &[]);
     assert_eq!(code, 2, "{stderr}");
@@ -110,4 +123,18 @@ fn run_refuses_environment_options_in_tdx_mode() {
         stderr.contains("TESSELLA_ADMIN_LISTEN: identity.mode \"tdx\" binds the config file"),
         "{stderr}"
     );
+}
+
+#[test]
+fn example_config_documents_the_guest_section() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessella-node"))
+        .arg("example-config")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(text.contains("\n[guest]\n"), "{text}");
+    // Every value printed is the default, [guest] included.
+    let parsed = tessella_node::config::NodeConfig::from_toml_str(&text).expect("parses");
+    assert_eq!(parsed, tessella_node::config::NodeConfig::default());
 }

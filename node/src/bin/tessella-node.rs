@@ -2,6 +2,7 @@
 //! (`init`, also when started as PID 1 without a subcommand), or run a local
 //! dev cluster (`dev`).
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -85,7 +86,12 @@ fn main() -> ExitCode {
         }) => command,
         Ok(Cli { command: None }) if linux::is_pid1() => Command::Init,
         Err(e) if linux::is_pid1() => {
-            eprintln!("{}ignoring arguments ({})", pid1::CONSOLE_PREFIX, e.kind());
+            let _ = writeln!(
+                std::io::stderr(),
+                "{}ignoring arguments ({})",
+                pid1::CONSOLE_PREFIX,
+                e.kind()
+            );
             Command::Init
         }
         Ok(Cli { command: None }) => {
@@ -224,7 +230,10 @@ impl Launch {
     /// A progress line: the console for PID 1, the log for `run`.
     fn say(self, line: &str) {
         match self {
-            Launch::Init => eprintln!("{}{line}", pid1::CONSOLE_PREFIX),
+            // PID 1 must not die of a failed console write (eprintln! panics).
+            Launch::Init => {
+                let _ = writeln!(std::io::stderr(), "{}{line}", pid1::CONSOLE_PREFIX);
+            }
             Launch::Run => tracing::info!("{line}"),
         }
     }
@@ -396,20 +405,20 @@ async fn serve(config: NodeConfig, config_bytes: Vec<u8>, launch: Launch) -> any
             return Err(e.into());
         }
     }
-    println!(
-        "node {} listening on {} (network {:?})",
-        network.node_id(),
-        network.local_addr(),
-        config.network.name
-    );
-    if launch == Launch::Init {
-        launch.say(&format!(
+    match launch {
+        Launch::Run => println!(
+            "node {} listening on {} (network {:?})",
+            network.node_id(),
+            network.local_addr(),
+            config.network.name
+        ),
+        Launch::Init => launch.say(&format!(
             "node {} listening on {} (network {:?}, identity {})",
             network.node_id(),
             network.local_addr(),
             config.network.name,
             config.identity.mode
-        ));
+        )),
     }
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = if config.admin.enabled {
@@ -435,7 +444,7 @@ async fn serve(config: NodeConfig, config_bytes: Vec<u8>, launch: Launch) -> any
         None
     };
     if launch == Launch::Init {
-        eprintln!("{}", pid1::READY_LINE);
+        let _ = writeln!(std::io::stderr(), "{}", pid1::READY_LINE);
     }
     stop_signal().await?;
     let _ = stop_tx.send(true);

@@ -6,7 +6,7 @@
 //! because PID 1 sets the network up before the node's runtime exists).
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -120,11 +120,18 @@ impl Netlink {
 
     /// `ip route add default via <gateway> dev <index>`.
     pub fn add_default_route(&self, index: u32, gateway: IpAddr) -> io::Result<()> {
-        let route = rtnetlink::RouteMessageBuilder::<IpAddr>::new()
-            .gateway(gateway)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
-            .output_interface(index)
-            .build();
+        // The family-typed builders: the untyped one refuses a gateway
+        // before its family is set.
+        let route = match gateway {
+            IpAddr::V4(gw) => rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+            IpAddr::V6(gw) => rtnetlink::RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+        };
         self.runtime
             .block_on(self.handle.route().add(route).execute())
             .map_err(netlink_io)
