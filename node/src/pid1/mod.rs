@@ -23,6 +23,26 @@
 //! is printed with its context and PID 1 stays alive ([`halt`]): PID 1
 //! exiting panics the kernel.
 //!
+//! Console lines a boot test can wait for (stderr; the kernel console):
+//!
+//! ```text
+//! tessella-init: starting tessella-node <version> as PID 1
+//! tessella-init: mounted /proc /sys /dev /tmp /run
+//! tessella-probe boot-params <hex of boot_params[0x1f1..0x290]>   (only with the flag)
+//! tessella-init: loaded module <path>          | optional module <path> not loaded: <error>
+//! tessella-init: loaded <n> of <m> modules from <modules file>
+//! tessella-init: mounted configfs on /sys/kernel/config
+//! tessella-init: config from <fw_cfg ...|image default ...>: <n> bytes, sha384 <hex>, identity <tdx|dev>
+//! tessella-init: lo up
+//! tessella-init: eth0 up 10.0.2.15/24 via 10.0.2.2
+//! tessella-init: config bound to MRCONFIGID <hex>  | dev boot: config not bound to MRCONFIGID
+//! tessella-init: dev admin token <jwt>             (dev boot without trusted_issuers_file)
+//! tessella-init: node <id> listening on <addr> (network "<name>", identity <mode>)
+//! tessella-init: admin API on <addr>
+//! tessella-init: node ready
+//! tessella-init: FATAL: <error with context>      then: tessella-init: halted: ...
+//! ```
+//!
 //! The system calls are behind [`System`], so this sequencing is tested with
 //! a fake; [`LinuxSystem`] is the real one, exercised by the image's QEMU
 //! boot test.
