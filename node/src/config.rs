@@ -25,7 +25,7 @@
 //! so that its errors can name keys.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,6 +60,11 @@ pub const KEYS: &[&str] = &[
     "limits.queue_depth",
     "discovery.gossip_interval_ms",
     "discovery.peer_ttl_secs",
+    "guest.interface",
+    "guest.address",
+    "guest.gateway",
+    "guest.modules_file",
+    "guest.link_timeout_ms",
 ];
 
 const SECTIONS: &[&str] = &[
@@ -70,6 +75,7 @@ const SECTIONS: &[&str] = &[
     "admin",
     "limits",
     "discovery",
+    "guest",
 ];
 
 /// Bounds enforced by [`NodeConfig::validate`].
@@ -78,6 +84,9 @@ const MAX_FRAME: u32 = 16 * 1024 * 1024;
 const MIN_CERT_LIFETIME: u64 = 60;
 const MAX_CERT_LIFETIME: u64 = 30 * 24 * 3600;
 const MAX_LEEWAY: u64 = 300;
+const MAX_LINK_TIMEOUT_MS: u64 = 600_000;
+/// Linux's interface names are at most 15 bytes (IFNAMSIZ - 1).
+const MAX_IFNAME: usize = 15;
 
 /// The environment variable for option `key` (`admin.listen` -> `TESSELLA_ADMIN_LISTEN`).
 pub fn env_name(key: &str) -> String {
@@ -105,6 +114,9 @@ pub struct NodeConfig {
     pub limits: LimitsConfig,
     /// `[discovery]`: gossip timing.
     pub discovery: DiscoveryConfig,
+    /// `[guest]`: what `tessella-node init` (PID 1 of the image) sets up
+    /// before starting the node. Ignored by `run`.
+    pub guest: GuestConfig,
 }
 
 impl Default for NodeConfig {
@@ -118,6 +130,7 @@ impl Default for NodeConfig {
             admin: AdminConfig::default(),
             limits: LimitsConfig::default(),
             discovery: DiscoveryConfig::default(),
+            guest: GuestConfig::default(),
         }
     }
 }
@@ -318,6 +331,102 @@ impl DiscoveryConfig {
     }
 }
 
+/// An interface address with its prefix length, written `ip/prefix`
+/// (`10.0.2.15/24`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InterfaceAddress {
+    /// The address.
+    pub ip: IpAddr,
+    /// The prefix length (at most 32 for IPv4, 128 for IPv6).
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for InterfaceAddress {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{s:?} is not an address with a prefix (expected ip/prefix, e.g. \"10.0.2.15/24\")"
+            )
+        };
+        let (ip, prefix) = s.trim().split_once('/').ok_or_else(bad)?;
+        let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(format!("{s:?}: prefix /{prefix} is longer than {max}"));
+        }
+        Ok(InterfaceAddress { ip, prefix })
+    }
+}
+
+impl TryFrom<String> for InterfaceAddress {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<InterfaceAddress> for String {
+    fn from(a: InterfaceAddress) -> String {
+        a.to_string()
+    }
+}
+
+impl fmt::Display for InterfaceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.ip, self.prefix)
+    }
+}
+
+/// `[guest]`: the image's PID 1 (`tessella-node init`) brings up one
+/// interface with a static address. The defaults fit QEMU's user networking
+/// (`-netdev user`), whose guest address is 10.0.2.15/24 behind the gateway
+/// 10.0.2.2; no DNS is configured (the node needs none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuestConfig {
+    /// The interface to configure. Default `eth0`.
+    pub interface: String,
+    /// Its static address. Default `10.0.2.15/24`.
+    pub address: InterfaceAddress,
+    /// Default route's gateway; `None` (an empty string) means no default
+    /// route. Default `10.0.2.2`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    /// Kernel modules to load, one path a line in load order; a line ending
+    /// in ` optional` may fail. Default `/etc/tessella/modules`.
+    pub modules_file: PathBuf,
+    /// How long to wait for the interface to appear after the modules are
+    /// loaded, in milliseconds. Default 10000; 1 to 600000.
+    pub link_timeout_ms: u64,
+}
+
+impl Default for GuestConfig {
+    fn default() -> Self {
+        GuestConfig {
+            interface: "eth0".to_string(),
+            address: InterfaceAddress {
+                ip: IpAddr::V4(Ipv4Addr::new(10, 0, 2, 15)),
+                prefix: 24,
+            },
+            gateway: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2))),
+            modules_file: PathBuf::from("/etc/tessella/modules"),
+            link_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl GuestConfig {
+    /// [`GuestConfig::link_timeout_ms`] as a duration.
+    pub fn link_timeout(&self) -> Duration {
+        Duration::from_millis(self.link_timeout_ms)
+    }
+}
+
 /// Why a configuration was refused. Every message names the key, variable or
 /// file, and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -371,6 +480,23 @@ pub enum ConfigError {
     UnknownEnv {
         /// The variable.
         var: String,
+    },
+    /// The config file is not UTF-8.
+    #[error("{}: not UTF-8 text", path.display())]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `TESSELLA_*` options in TDX identity mode, where the config is bound
+    /// to MRCONFIGID byte for byte and nothing may change it.
+    #[error(
+        "{}: identity.mode \"tdx\" binds the config file to the TD's MRCONFIGID, so options \
+         cannot come from the environment; put them in the config file instead",
+        vars.join(", ")
+    )]
+    EnvInTdxMode {
+        /// The variables that were set.
+        vars: Vec<String>,
     },
     /// A variable's value does not parse for its option.
     #[error("{var}: {problem}")]
@@ -536,6 +662,22 @@ fn uint<T: Uint>(v: Raw<'_>) -> Result<T, String> {
     Ok(T::from_u64(n))
 }
 
+fn iface_address(v: Raw<'_>) -> Result<InterfaceAddress, String> {
+    string(v)?.parse()
+}
+
+/// An optional IP address; empty means unset.
+fn opt_ip(v: Raw<'_>) -> Result<Option<IpAddr>, String> {
+    let s = string(v)?;
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    t.parse()
+        .map(Some)
+        .map_err(|_| format!("{s:?} is not an IP address (expected e.g. \"10.0.2.2\")"))
+}
+
 fn mode(v: Raw<'_>) -> Result<IdentityMode, String> {
     let s = string(v)?;
     match s.trim() {
@@ -658,19 +800,7 @@ impl NodeConfig {
 
     /// [`NodeConfig::apply_env`] with the process environment.
     pub fn apply_process_env(&mut self) -> Result<(), ConfigError> {
-        let mut vars = Vec::new();
-        for (var, value) in std::env::vars_os() {
-            let Some(var) = var.to_str() else { continue };
-            if !var.starts_with(ENV_PREFIX) {
-                continue;
-            }
-            let value = value.into_string().map_err(|_| ConfigError::InvalidEnv {
-                var: var.to_string(),
-                problem: "the value is not valid UTF-8".to_string(),
-            })?;
-            vars.push((var.to_string(), value));
-        }
-        self.apply_env(vars)
+        self.apply_env(NodeConfig::process_env()?)
     }
 
     /// The file at `path` (or the defaults when `None`), then the process
@@ -683,6 +813,72 @@ impl NodeConfig {
         config.apply_process_env()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Parses the exact bytes of a config file (UTF-8 TOML); errors carry
+    /// `origin`. The bytes are what [`crate::configid`] binds to MRCONFIGID.
+    pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| ConfigError::NotUtf8 {
+            path: origin.to_path_buf(),
+        })?;
+        NodeConfig::from_toml_str(text).map_err(|e| ConfigError::File {
+            path: origin.to_path_buf(),
+            source: Box::new(e),
+        })
+    }
+
+    /// [`NodeConfig::from_bytes`], then the `TESSELLA_*` variables in `vars`,
+    /// then [`NodeConfig::validate`]: how `run` and `init` load the config.
+    /// When the file or the result is in TDX identity mode, any option
+    /// variable is refused ([`ConfigError::EnvInTdxMode`]): what runs must be
+    /// exactly the bytes bound to MRCONFIGID.
+    pub fn load_bytes<I, K, V>(
+        bytes: &[u8],
+        origin: &Path,
+        vars: I,
+    ) -> Result<NodeConfig, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut config = NodeConfig::from_bytes(bytes, origin)?;
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
+            .collect();
+        let options: Vec<String> = vars
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with(ENV_PREFIX) && !RESERVED_ENV.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        let file_mode = config.identity.mode;
+        config.apply_env(vars)?;
+        if !options.is_empty()
+            && (file_mode == IdentityMode::Tdx || config.identity.mode == IdentityMode::Tdx)
+        {
+            return Err(ConfigError::EnvInTdxMode { vars: options });
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The process's `TESSELLA_*` variables, for [`NodeConfig::load_bytes`].
+    pub fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
+        let mut vars = Vec::new();
+        for (var, value) in std::env::vars_os() {
+            let Some(var) = var.to_str() else { continue };
+            if !var.starts_with(ENV_PREFIX) {
+                continue;
+            }
+            let value = value.into_string().map_err(|_| ConfigError::InvalidEnv {
+                var: var.to_string(),
+                problem: "the value is not valid UTF-8".to_string(),
+            })?;
+            vars.push((var.to_string(), value));
+        }
+        Ok(vars)
     }
 
     /// Sets one option from a TOML value or an environment string.
@@ -708,6 +904,11 @@ impl NodeConfig {
             "limits.queue_depth" => self.limits.queue_depth = uint(v)?,
             "discovery.gossip_interval_ms" => self.discovery.gossip_interval_ms = uint(v)?,
             "discovery.peer_ttl_secs" => self.discovery.peer_ttl_secs = uint(v)?,
+            "guest.interface" => self.guest.interface = string(v)?,
+            "guest.address" => self.guest.address = iface_address(v)?,
+            "guest.gateway" => self.guest.gateway = opt_ip(v)?,
+            "guest.modules_file" => self.guest.modules_file = PathBuf::from(string(v)?),
+            "guest.link_timeout_ms" => self.guest.link_timeout_ms = uint(v)?,
             // KEYS and this match are kept in step by a test.
             other => return Err(format!("{other} is not an option")),
         }
@@ -794,6 +995,64 @@ impl NodeConfig {
                     "{} s must exceed two gossip intervals ({} ms), or live peers are purged",
                     self.discovery.peer_ttl_secs,
                     2 * u128::from(interval)
+                ),
+            );
+        }
+        self.validate_guest()
+    }
+
+    fn validate_guest(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| {
+            Err(ConfigError::Invalid {
+                key: key.to_string(),
+                problem,
+            })
+        };
+        let g = &self.guest;
+        let name = &g.interface;
+        if name.is_empty()
+            || name.len() > MAX_IFNAME
+            || name == "."
+            || name == ".."
+            || name.contains(['/', ':'])
+            || name.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return invalid(
+                "guest.interface",
+                format!(
+                    "{name:?} is not an interface name (1 to {MAX_IFNAME} bytes, no '/', ':' or spaces)"
+                ),
+            );
+        }
+        if g.address.ip.is_unspecified() || g.address.ip.is_multicast() {
+            return invalid(
+                "guest.address",
+                format!("{} cannot be an interface's address", g.address),
+            );
+        }
+        if let Some(gw) = g.gateway {
+            if gw.is_ipv4() != g.address.ip.is_ipv4() {
+                return invalid(
+                    "guest.gateway",
+                    format!(
+                        "{gw} is not of the same IP family as guest.address {}",
+                        g.address
+                    ),
+                );
+            }
+            if gw.is_unspecified() || gw.is_multicast() {
+                return invalid("guest.gateway", format!("{gw} cannot be a gateway"));
+            }
+        }
+        if g.modules_file.as_os_str().is_empty() {
+            return invalid("guest.modules_file", "must not be empty".into());
+        }
+        if !(1..=MAX_LINK_TIMEOUT_MS).contains(&g.link_timeout_ms) {
+            return invalid(
+                "guest.link_timeout_ms",
+                format!(
+                    "{} is out of range (1 to {MAX_LINK_TIMEOUT_MS} ms)",
+                    g.link_timeout_ms
                 ),
             );
         }
@@ -935,6 +1194,22 @@ gossip_interval_ms = 500
 # A peer not heard from for this many seconds is purged (must exceed two
 # gossip intervals).
 peer_ttl_secs = 30
+
+[guest]
+# Used only when the node is the image's PID 1 (`tessella-node init`). The
+# defaults fit QEMU user networking (-netdev user): guest 10.0.2.15/24,
+# gateway 10.0.2.2. No DNS is configured; the node needs none.
+# The interface to bring up with a static address.
+interface = "eth0"
+# Its address, as "ip/prefix".
+address = "10.0.2.15/24"
+# The default route's gateway; "" means no default route.
+gateway = "10.0.2.2"
+# Kernel modules to load, one path a line in load order; a line ending in
+# " optional" may fail (logged).
+modules_file = "/etc/tessella/modules"
+# How long to wait for the interface to appear, in milliseconds (1 to 600000).
+link_timeout_ms = 10000
 "#;
 
 #[cfg(test)]
@@ -1041,6 +1316,13 @@ mod tests {
                 gossip_interval_ms: 100,
                 peer_ttl_secs: 7,
             },
+            guest: GuestConfig {
+                interface: "ens3".into(),
+                address: "192.168.1.5/16".parse().expect("cidr"),
+                gateway: Some("192.168.0.1".parse().expect("ip")),
+                modules_file: "/m".into(),
+                link_timeout_ms: 250,
+            },
         };
         let text = toml::to_string(&c).expect("serialize");
         assert_eq!(NodeConfig::from_toml_str(&text).expect("parse"), c);
@@ -1070,6 +1352,11 @@ mod tests {
                 ("TESSELLA_LIMITS_QUEUE_DEPTH", "5"),
                 ("TESSELLA_DISCOVERY_GOSSIP_INTERVAL_MS", "100"),
                 ("TESSELLA_DISCOVERY_PEER_TTL_SECS", "7"),
+                ("TESSELLA_GUEST_INTERFACE", "ens3"),
+                ("TESSELLA_GUEST_ADDRESS", "192.168.1.5/16"),
+                ("TESSELLA_GUEST_GATEWAY", "192.168.0.1"),
+                ("TESSELLA_GUEST_MODULES_FILE", "/m"),
+                ("TESSELLA_GUEST_LINK_TIMEOUT_MS", "250"),
             ])
             .expect("env");
         assert_eq!(from_env, c);
@@ -1317,6 +1604,139 @@ mod tests {
         let e = NodeConfig::from_file(&missing).expect_err("missing");
         assert!(matches!(e, ConfigError::Read { .. }));
         assert!(e.to_string().starts_with("cannot read config file "), "{e}");
+    }
+
+    #[test]
+    fn guest_section() {
+        // The defaults are QEMU user networking's (QEMU docs: guest 10.0.2.15,
+        // gateway 10.0.2.2 on 10.0.2.0/24).
+        let g = GuestConfig::default();
+        assert_eq!(g.interface, "eth0");
+        assert_eq!(g.address.to_string(), "10.0.2.15/24");
+        assert_eq!(g.gateway, Some("10.0.2.2".parse().expect("ip")));
+        assert_eq!(g.link_timeout(), Duration::from_secs(10));
+
+        let c = NodeConfig::from_toml_str(
+            "[guest]\ninterface = \"ens4\"\naddress = \"fd00::5/64\"\ngateway = \"\"\n",
+        )
+        .expect("parse");
+        assert_eq!(c.guest.interface, "ens4");
+        assert_eq!(c.guest.address.prefix, 64);
+        assert_eq!(
+            c.guest.gateway, None,
+            "an empty gateway means no default route"
+        );
+        assert!(dev_with(&c).validate().is_ok());
+
+        let e = NodeConfig::from_toml_str("[guest]\nadress = \"10.0.0.1/8\"\n").expect_err("typo");
+        assert_eq!(
+            e.to_string(),
+            "unknown key guest.adress (expected one of: interface, address, gateway, modules_file, link_timeout_ms)"
+        );
+        for (text, message) in [
+            ("[guest]\naddress = \"10.0.2.15\"\n", "guest.address: \"10.0.2.15\" is not an address with a prefix (expected ip/prefix, e.g. \"10.0.2.15/24\")"),
+            ("[guest]\naddress = \"10.0.2.15/33\"\n", "guest.address: \"10.0.2.15/33\": prefix /33 is longer than 32"),
+            ("[guest]\ngateway = \"gw\"\n", "guest.gateway: \"gw\" is not an IP address (expected e.g. \"10.0.2.2\")"),
+            ("[guest]\nlink_timeout_ms = -1\n", "guest.link_timeout_ms: -1 is out of range (0 to 18446744073709551615)"),
+        ] {
+            let e = NodeConfig::from_toml_str(text).expect_err(text);
+            assert_eq!(e.to_string(), message);
+        }
+
+        let check = |f: &dyn Fn(&mut NodeConfig), key: &str| {
+            let mut c = dev();
+            f(&mut c);
+            let e = c.validate().expect_err(key);
+            assert_eq!(invalid_key(&e), key, "{e}");
+        };
+        check(&|c| c.guest.interface = String::new(), "guest.interface");
+        check(
+            &|c| c.guest.interface = "a-very-long-name0".into(),
+            "guest.interface",
+        );
+        check(&|c| c.guest.interface = "../x".into(), "guest.interface");
+        check(
+            &|c| c.guest.address = "0.0.0.0/0".parse().expect("cidr"),
+            "guest.address",
+        );
+        check(
+            &|c| c.guest.gateway = Some("fd00::1".parse().expect("ip")),
+            "guest.gateway",
+        );
+        check(
+            &|c| c.guest.modules_file = PathBuf::new(),
+            "guest.modules_file",
+        );
+        check(&|c| c.guest.link_timeout_ms = 0, "guest.link_timeout_ms");
+        check(
+            &|c| c.guest.link_timeout_ms = 600_001,
+            "guest.link_timeout_ms",
+        );
+    }
+
+    fn dev_with(c: &NodeConfig) -> NodeConfig {
+        let mut c = c.clone();
+        c.identity.mode = IdentityMode::Dev;
+        c
+    }
+
+    #[test]
+    fn guest_dev_example_parses() {
+        // The example an image embeds for a single dev node in a QEMU guest.
+        let text = include_str!("../examples/guest-dev.toml");
+        let c = NodeConfig::from_toml_str(text).expect("guest-dev.toml");
+        c.validate().expect("valid");
+        assert_eq!(c.identity.mode, IdentityMode::Dev);
+        assert!(c.admin.enabled);
+        // Reachable through QEMU's hostfwd: every guest address, not loopback.
+        assert!(c.admin.listen.ip().is_unspecified(), "{}", c.admin.listen);
+        assert!(c.network.listen.ip().is_unspecified());
+        assert_eq!(c.guest, GuestConfig::default());
+    }
+
+    #[test]
+    fn bytes_env_and_tdx_binding() {
+        let origin = Path::new("fw_cfg");
+        let dev_text = b"[identity]\nmode = \"dev\"\n";
+        let c = NodeConfig::load_bytes(dev_text, origin, [("TESSELLA_ADMIN_LISTEN", "0.0.0.0:1")])
+            .expect("dev takes env");
+        assert_eq!(c.admin.listen.port(), 1);
+        let tdx_text = b"[policy]\nfile = \"/p.json\"\n";
+        let c =
+            NodeConfig::load_bytes(tdx_text, origin, [("TESSELLA_CONFIG", "/x"), ("HOME", "/")])
+                .expect("tdx without options");
+        assert_eq!(c.identity.mode, IdentityMode::Tdx);
+        let e = NodeConfig::load_bytes(tdx_text, origin, [("TESSELLA_ADMIN_LISTEN", "0.0.0.0:1")])
+            .expect_err("tdx refuses env");
+        assert!(
+            matches!(e, ConfigError::EnvInTdxMode { ref vars } if vars == &["TESSELLA_ADMIN_LISTEN"])
+        );
+        assert!(
+            e.to_string()
+                .starts_with("TESSELLA_ADMIN_LISTEN: identity.mode \"tdx\" binds"),
+            "{e}"
+        );
+        // Switching a TDX file to dev (or dev to TDX) through the environment is refused too.
+        let e = NodeConfig::load_bytes(tdx_text, origin, [("TESSELLA_IDENTITY_MODE", "dev")])
+            .expect_err("tdx file");
+        assert!(matches!(e, ConfigError::EnvInTdxMode { .. }));
+        let e = NodeConfig::load_bytes(
+            dev_text,
+            origin,
+            [
+                ("TESSELLA_IDENTITY_MODE", "tdx"),
+                ("TESSELLA_POLICY_FILE", "/p.json"),
+            ],
+        )
+        .expect_err("to tdx");
+        assert!(matches!(e, ConfigError::EnvInTdxMode { .. }));
+        // Bad bytes name the origin.
+        let e = NodeConfig::load_bytes(&[0xff, 0xfe], origin, Vec::<(String, String)>::new())
+            .expect_err("utf-8");
+        assert_eq!(e.to_string(), "fw_cfg: not UTF-8 text");
+        let e = NodeConfig::load_bytes(b"nope = 1\n", origin, Vec::<(String, String)>::new())
+            .expect_err("key");
+        assert!(e.to_string().starts_with("fw_cfg: unknown key nope"), "{e}");
     }
 
     #[test]

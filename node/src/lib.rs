@@ -12,15 +12,19 @@
 //! - [`admission`]: what a peer must show after the handshake (ticket exchange).
 //! - [`network`]: the running node: endpoint, connections, gossip driver.
 //! - [`admin`]: the axum admin API.
+//! - [`configid`]: the deployment config bound to the TD's MRCONFIGID.
+//! - [`pid1`]: the node as PID 1 of its image (`tessella-node init`).
 
 pub mod admin;
 pub mod admission;
 pub mod config;
+pub mod configid;
 pub mod devnet;
 pub mod discovery;
 pub mod id;
 pub mod metrics;
 pub mod network;
+pub mod pid1;
 pub mod relay;
 pub mod status;
 pub mod wire;

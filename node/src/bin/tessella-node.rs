@@ -1,5 +1,8 @@
-//! `tessella-node`: run a node (`run`) or a local dev cluster (`dev`).
+//! `tessella-node`: run a node (`run`), be PID 1 of the node's image
+//! (`init`, also when started as PID 1 without a subcommand), or run a local
+//! dev cluster (`dev`).
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,12 +11,17 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tessella_attestation::clock::{Clock, SystemClock};
+use tessella_attestation::dev::{DevPki, DevTd};
 use tessella_attestation::provider::ConfigfsTsm;
-use tessella_attestation::{CollateralStore, Policy, TicketValidator, TrustedIssuer};
+use tessella_attestation::{
+    CollateralStore, Policy, QuoteProvider, TicketIssuer, TicketValidator, TrustedIssuer,
+};
 use tessella_node::admin::{self, AdminAuth};
 use tessella_node::config::{IdentityMode, NodeConfig};
-use tessella_node::devnet::{DevCluster, DevOptions};
+use tessella_node::configid;
+use tessella_node::devnet::{dev_policy, DevCluster, DevOptions, DEV_TD_NAME};
 use tessella_node::network::Limits;
+use tessella_node::pid1::{self, linux, LinuxSystem, System};
 use tessella_node::status::NodeAdmin;
 use tessella_node::{Identity, Network, TicketSource};
 
@@ -21,7 +29,7 @@ use tessella_node::{Identity, Network, TicketSource};
 #[command(name = "tessella-node", version, about = "A tessella node")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -32,6 +40,10 @@ enum Command {
         #[arg(long, short, env = "TESSELLA_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Be PID 1 of the node's image: mount, load modules, read the config
+    /// (fw_cfg, else /etc/tessella/node.toml), bring the network up, then run
+    /// the node. The default when the process is PID 1. Never exits.
+    Init,
     /// Start a local dev-mode cluster with admin APIs until Ctrl-C.
     Dev {
         /// Number of nodes.
@@ -54,16 +66,53 @@ enum Command {
     ExampleConfig,
 }
 
-fn main() -> ExitCode {
+fn init_tracing(ansi: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .init();
-    let cli = Cli::parse();
+}
+
+fn main() -> ExitCode {
+    // The kernel runs /init with no arguments (and passes it any command-line
+    // word it does not know): as PID 1, anything but a valid subcommand is init.
+    let command = match Cli::try_parse() {
+        Ok(Cli {
+            command: Some(command),
+        }) => command,
+        Ok(Cli { command: None }) if linux::is_pid1() => Command::Init,
+        Err(e) if linux::is_pid1() => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "{}ignoring arguments ({})",
+                pid1::CONSOLE_PREFIX,
+                e.kind()
+            );
+            Command::Init
+        }
+        Ok(Cli { command: None }) => {
+            eprintln!("tessella-node: a subcommand is required (see --help)");
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
+    if let Command::Init = command {
+        if !linux::is_pid1() {
+            eprintln!(
+                "tessella-node: init is PID 1 of the node's image (it mounts file systems and \
+                 configures the network) and refuses to run as process {}",
+                std::process::id()
+            );
+            return ExitCode::from(2);
+        }
+        init_tracing(false);
+        init_main();
+    }
+    init_tracing(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -72,7 +121,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        match command {
+            // Handled (and never returned from) before the runtime exists.
+            Command::Init => Err(anyhow::anyhow!("init must start before the runtime")),
             Command::Run { config } => run(config).await,
             Command::Dev {
                 nodes,
@@ -140,30 +191,125 @@ async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// PID 1: boot the guest, then serve the node; on any failure print it and
+/// stay alive.
+fn init_main() -> ! {
+    let mut sys = LinuxSystem::new();
+    let env = match NodeConfig::process_env() {
+        Ok(env) => env,
+        Err(e) => pid1::halt(&mut sys, &e),
+    };
+    let booted = match pid1::boot(&mut sys, &env) {
+        Ok(b) => b,
+        Err(e) => pid1::halt(&mut sys, &e),
+    };
+    sys.close_netlink();
+    if let Err(e) = linux::spawn_reaper() {
+        sys.console(&format!("warning: cannot start the zombie reaper: {e}"));
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => pid1::halt(&mut sys, &format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(serve(booted.config, booted.config_bytes, Launch::Init));
+    match result {
+        Ok(()) => pid1::halt(&mut sys, &"the node stopped"),
+        Err(e) => pid1::halt(&mut sys, &format!("{e:#}")),
+    }
+}
+
+/// Who starts the node: `run` (production only) or PID 1 (`init`, where a
+/// dev-mode config is allowed for dev images).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Launch {
+    Run,
+    Init,
+}
+
+impl Launch {
+    /// A progress line: the console for PID 1, the log for `run`.
+    fn say(self, line: &str) {
+        match self {
+            // PID 1 must not die of a failed console write (eprintln! panics).
+            Launch::Init => {
+                let _ = writeln!(std::io::stderr(), "{}{line}", pid1::CONSOLE_PREFIX);
+            }
+            Launch::Run => tracing::info!("{line}"),
+        }
+    }
+}
+
 async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = NodeConfig::load(config_path.as_deref())?;
+    // The exact bytes parsed are the ones bound to MRCONFIGID.
+    let (bytes, origin) = match &config_path {
+        Some(path) => (
+            std::fs::read(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?,
+            path.clone(),
+        ),
+        None => (Vec::new(), PathBuf::from("(no config file)")),
+    };
+    let config = NodeConfig::load_bytes(&bytes, &origin, NodeConfig::process_env()?)?;
+    serve(config, bytes, Launch::Run).await
+}
+
+/// The operator id of the dev boot's admin ticket (as `tessella-node dev`'s).
+fn dev_operator_id() -> String {
+    hex::encode(blake3::derive_key("tessella dev operator v1", b"admin"))
+}
+
+/// Start the node from a loaded config whose exact bytes are `config_bytes`,
+/// and serve until stopped.
+async fn serve(config: NodeConfig, config_bytes: Vec<u8>, launch: Launch) -> anyhow::Result<()> {
     for w in config.warnings() {
         tracing::warn!(key = w.key, "{}", w.message);
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let identity = match config.identity.mode {
-        IdentityMode::Tdx => Identity::Tdx(Arc::new(ConfigfsTsm::new())),
-        IdentityMode::Dev => {
+    let config_bytes = Arc::new(config_bytes);
+    let mut dev_issuer = None;
+    let identity = match (config.identity.mode, launch) {
+        (IdentityMode::Tdx, _) => {
+            let provider = Arc::new(ConfigfsTsm::new());
+            // Refuse before the node shows its quote to anyone.
+            let binding = {
+                let provider: Arc<dyn QuoteProvider> = provider.clone();
+                let bytes = config_bytes.clone();
+                tokio::task::spawn_blocking(move || {
+                    configid::check_provider(&bytes, provider.as_ref())
+                })
+                .await
+                .context("the MRCONFIGID check stopped")??
+            };
+            launch.say(&format!("config bound to MRCONFIGID {binding}"));
+            Identity::Tdx(provider)
+        }
+        (IdentityMode::Dev, Launch::Run) => {
             bail!(
                 "identity.mode = \"dev\" is for `tessella-node dev`; `run` is production and needs a TD"
             )
         }
+        (IdentityMode::Dev, Launch::Init) => {
+            launch.say("dev boot: config not bound to MRCONFIGID");
+            let seed = DevOptions::default().seed;
+            let pki = DevPki::generate(seed.as_bytes()).context("dev PKI")?;
+            Identity::Dev {
+                pki: Arc::new(pki),
+                td: Box::new(DevTd::named(DEV_TD_NAME)),
+            }
+        }
     };
-    let policy_file = config
-        .policy
-        .file
-        .as_ref()
-        .context("policy.file is required")?;
-    let (policy, notes) = Policy::from_file(policy_file)
-        .with_context(|| format!("policy.file {}", policy_file.display()))?;
-    for note in notes {
-        tracing::warn!("policy: {note}");
-    }
+    let policy = match (&config.policy.file, config.identity.mode) {
+        (Some(policy_file), _) => {
+            let (policy, notes) = Policy::from_file(policy_file)
+                .with_context(|| format!("policy.file {}", policy_file.display()))?;
+            for note in notes {
+                tracing::warn!("policy: {note}");
+            }
+            policy
+        }
+        (None, IdentityMode::Dev) => Policy::new(dev_policy()),
+        (None, IdentityMode::Tdx) => bail!("policy.file is required"),
+    };
     let store = Arc::new(CollateralStore::new());
     let dir = config.collateral_dir();
     match store.load_dir(&dir) {
@@ -176,32 +322,50 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "no collateral directory"),
     }
-    let issuers_file = config
-        .tickets
-        .trusted_issuers_file
-        .as_ref()
-        .context("tickets.trusted_issuers_file is required")?;
-    let issuers: Vec<TrustedIssuer> = serde_json::from_slice(
-        &std::fs::read(issuers_file)
-            .with_context(|| format!("tickets.trusted_issuers_file {}", issuers_file.display()))?,
-    )
-    .with_context(|| {
-        format!(
-            "tickets.trusted_issuers_file {}: not a JSON list of issuers",
-            issuers_file.display()
-        )
-    })?;
+    let issuers: Vec<TrustedIssuer> = match &config.tickets.trusted_issuers_file {
+        Some(issuers_file) => {
+            serde_json::from_slice(&std::fs::read(issuers_file).with_context(|| {
+                format!("tickets.trusted_issuers_file {}", issuers_file.display())
+            })?)
+            .with_context(|| {
+                format!(
+                    "tickets.trusted_issuers_file {}: not a JSON list of issuers",
+                    issuers_file.display()
+                )
+            })?
+        }
+        None if config.identity.mode == IdentityMode::Dev => {
+            // A dev boot without issuers: one made now, its admin ticket on
+            // the console (dev mode proves nothing; the token only guards
+            // this dev node's admin API).
+            let issuer = Arc::new(TicketIssuer::generate_es256("tessella-dev-guest")?);
+            let claims = issuer
+                .claims(
+                    dev_operator_id(),
+                    config.network.name.clone(),
+                    clock.now_unix(),
+                    7 * 24 * 3600,
+                )
+                .with_admin(true);
+            launch.say(&format!("dev admin token {}", issuer.issue(&claims)?));
+            let public = issuer.public_key();
+            dev_issuer = Some(issuer);
+            vec![public]
+        }
+        None => bail!("tickets.trusted_issuers_file is required"),
+    };
     // The node's key (and so its id) is made at start: a ticket file only
     // works when the key is stable across restarts, which it is not; the
     // usual path is POST /v1/ticket once the node runs.
-    let ticket = match &config.tickets.ticket_file {
-        Some(file) => TicketSource::Static(
+    let ticket = match (&config.tickets.ticket_file, dev_issuer) {
+        (Some(file), _) => TicketSource::Static(
             std::fs::read_to_string(file)
                 .with_context(|| format!("tickets.ticket_file {}", file.display()))?
                 .trim()
                 .to_string(),
         ),
-        None => TicketSource::Pending,
+        (None, Some(issuer)) => TicketSource::Issuer(issuer, 24 * 3600),
+        (None, None) => TicketSource::Pending,
     };
     let network = Network::builder(&config.network.name)
         .identity(identity)
@@ -234,12 +398,28 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .await
         .context("starting the node")?;
     let network = Arc::new(network);
-    println!(
-        "node {} listening on {} (network {:?})",
-        network.node_id(),
-        network.local_addr(),
-        config.network.name
-    );
+    if config.identity.mode == IdentityMode::Tdx {
+        // The quote the node now shows its peers must carry the same register.
+        if let Err(e) = configid::check_measurements(&config_bytes, network.own_measurements()) {
+            network.shutdown().await;
+            return Err(e.into());
+        }
+    }
+    match launch {
+        Launch::Run => println!(
+            "node {} listening on {} (network {:?})",
+            network.node_id(),
+            network.local_addr(),
+            config.network.name
+        ),
+        Launch::Init => launch.say(&format!(
+            "node {} listening on {} (network {:?}, identity {})",
+            network.node_id(),
+            network.local_addr(),
+            config.network.name,
+            config.identity.mode
+        )),
+    }
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = if config.admin.enabled {
         let validator = Arc::new(TicketValidator::new(config.network.name.clone(), issuers)?);
@@ -251,6 +431,9 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             AdminAuth::new(validator, clock),
         );
         tracing::info!(addr = %config.admin.listen, "admin API listening");
+        if launch == Launch::Init {
+            launch.say(&format!("admin API on {}", config.admin.listen));
+        }
         Some(tokio::spawn(async move {
             let _ = admin::serve(listener, router, async move {
                 let _ = stop_rx.changed().await;
@@ -260,6 +443,9 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     } else {
         None
     };
+    if launch == Launch::Init {
+        let _ = writeln!(std::io::stderr(), "{}", pid1::READY_LINE);
+    }
     stop_signal().await?;
     let _ = stop_tx.send(true);
     network.shutdown().await;
