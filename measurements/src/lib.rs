@@ -10,8 +10,14 @@
 //! - [`MeasurementPolicy`]: the versioned allow-list format, its TCB rules and matching.
 //! - [`rtmr`]: the RTMR extend operation; [`eventlog`]: dstack JSON and TCG2 / CCEL
 //!   event-log parsing and RTMR replay.
+//! - [`authenticode`]: PE/COFF parsing and the Authenticode digest OVMF measures;
+//!   [`bzimage`]: the Linux setup header and QEMU's direct-boot patch of it;
+//!   [`boot`]: the RTMR1 and RTMR2 events of QEMU direct boot with OVMF.
 //! - [`flashbots`]: import of the flashbots / cvm-reverse-proxy `measurements.json` array.
 
+pub mod authenticode;
+pub mod boot;
+pub mod bzimage;
 mod digest;
 pub mod eventlog;
 pub mod flashbots;
@@ -19,6 +25,12 @@ mod policy;
 mod register;
 pub mod rtmr;
 
+pub use authenticode::{authenticode_digest, embedded_signature_digest, HashAlgorithm, PeError};
+pub use boot::{direct_boot_rtmrs, rtmr1_events, rtmr2_events, BootError, BootMeasurements};
+pub use bzimage::{
+    qemu_patched_fields, qemu_patched_kernel, BzImageError, PatchedFields, QemuDirectBoot,
+    SetupHeader,
+};
 pub use digest::{Digest48, HexError};
 pub use eventlog::{Event, EventLog, EventLogError, LogFormat};
 pub use policy::{
