@@ -1,22 +1,40 @@
 //! RTMR1 and RTMR2 of a QEMU direct boot (`-bios OVMF.fd -kernel -initrd
-//! -append`) of a Linux EFI-stub kernel, computed from the inputs.
+//! -append`) of a Linux EFI-stub kernel with Debian 12's OVMF (edk2
+//! 2022.11), computed from the inputs.
 //!
-//! RTMR1 (TCG PCR 4/5 events, which TDVF maps to RTMR1), in order:
+//! Sources read (edk2 from Debian's `edk2_2022.11` source package, Linux
+//! 6.12-era `drivers/firmware/efi/libstub/efi-stub-helper.c`, QEMU
+//! `hw/i386/x86*.c`):
+//!
+//! RTMR1, in order ([`TdvfLayout::Edk2_2022_11`]):
 //! 1. `EV_EFI_BOOT_SERVICES_APPLICATION`: the Authenticode SHA-384 of the
-//!    kernel file OVMF loads, i.e. as QEMU patched its setup header
-//!    ([`crate::bzimage`]). Measured by `DxeTpm2MeasureBootLib` through the CC
-//!    measurement protocol (`PE_COFF_IMAGE` flag → `MeasurePeImageAndExtend`)
-//!    when `QemuLoadKernelImage` calls `LoadImage`, before ReadyToBoot;
-//! 2. `EV_EFI_ACTION` "Calling EFI Application from Boot Option" and
-//! 3. `EV_SEPARATOR` of four zero bytes: TdTcg2Dxe's first ReadyToBoot, which
-//!    OVMF's `TryRunningQemuKernel` signals after loading the kernel;
-//! 4. `EV_EFI_ACTION` "Exit Boot Services Invocation" and
-//! 5. "Exit Boot Services Returned with Success", when the stub exits boot
-//!    services.
+//!    kernel file OVMF loads (QEMU's setup blob, patched, followed by the rest
+//!    of the file: `QemuKernelLoaderFsDxe`), see [`crate::bzimage`]. Measured
+//!    by `DxeTpm2MeasureBootLib` (PCR 4) through the CC measurement protocol
+//!    (`PE_COFF_IMAGE` → `MeasurePeImageAndExtend`) when `QemuLoadKernelImage`
+//!    calls `LoadImage`;
+//! 2. `EV_EFI_VARIABLE_BOOT` `BootOrder` and 3. `Boot0000`: `TryRunningQemuKernel`
+//!    then signals ReadyToBoot, and TdTcg2Dxe's `OnReadyToBoot` first measures
+//!    the boot variables, which 2022.11 maps as PCR 5 → RTMR1 (`TdTcg2Dxe.c`
+//!    `ReadAndMeasureBootVariable`; TdTcg2Dxe's `MrIndex` is 0-based there).
+//!    In direct boot they are what BDS registered before the kernel ran:
+//!    `BootOrder = [0]` and `Boot0000` = the UiApp boot-manager-menu option
+//!    (`PlatformBootManagerAfterConsole` runs `TryRunningQemuKernel` before
+//!    `EfiBootManagerRefreshAllBootOption`; the TD's variable store is the
+//!    emulated, empty one). The digest is over the variable data only;
+//! 4. `EV_EFI_ACTION` "Calling EFI Application from Boot Option" (PCR 4) and
+//! 5. `EV_SEPARATOR` of four zero bytes (`MeasureSeparatorEvent (1)`, RTMR1);
+//! 6. `EV_EFI_ACTION` "Exit Boot Services Invocation" and
+//! 7. "Exit Boot Services Returned with Success" (PCR 5), when the stub exits
+//!    boot services.
+//!
+//! Later edk2 (UEFI 2.10 `MrIndex` numbering; also what dstack's
+//! hardware-checked logs show) measures the boot variables as PCR 1 into RTMR0:
+//! RTMR1 is then the five events without 2 and 3
+//! ([`TdvfLayout::BootVariablesInRtmr0`]).
 //!
 //! RTMR2 (PCR 9 → RTMR2), measured by the Linux EFI stub (Linux 6.9+ measures
-//! through the CC protocol when there is no TPM; `drivers/firmware/efi/
-//! libstub/efi-stub-helper.c`), both `EV_EVENT_TAG`:
+//! through the CC protocol when there is no TPM), both `EV_EVENT_TAG`:
 //! 1. the `LoadOptions` buffer, in `efi_convert_cmdline` (tag 0x8F3B22ED,
 //!    "LOADED_IMAGE::LoadOptions"), when its size is non-zero;
 //! 2. the initrd bytes, in `efi_load_initrd` when it was loaded through the
@@ -28,14 +46,12 @@
 //! command line (QEMU's `-append`, each byte widened to UTF-16, as
 //! `UnicodeSPrintAsciiFormat` does) followed by `" initrd=initrd"` when the
 //! initrd is non-empty, then a UTF-16 NUL; no options at all when both are
-//! empty. (edk2 from 2025 on puts `"initrd=initrd "` in front instead, with a
-//! `"kernel "` prefix when booting through shim: a different RTMR2.)
+//! empty (the Debian binary carries the ASCII string " initrd=initrd").
+//! edk2 from 2025 on puts `"initrd=initrd "` in front instead, with a
+//! `"kernel "` prefix when booting through shim: a different RTMR2.
 //!
-//! Confidence: the RTMR1 list is the pre-edk2-stable202505 TdTcg2Dxe layout
-//! (also what dstack's `dstack-mr` uses for that layout); the 2022.11 source
-//! of TdTcg2Dxe's ReadyToBoot handler was not read directly, the current one
-//! was (it measures boot variables into RTMR1 and the separator into RTMR0,
-//! i.e. it gives a different RTMR1). No TDX hardware check was possible here.
+//! Not checked on TDX hardware (none available): a CCEL capture from a real
+//! TD is the final word, and [`crate::eventlog`] replays one.
 
 use crate::authenticode::{authenticode_digest, HashAlgorithm, PeError};
 use crate::bzimage::{qemu_patched_kernel, BzImageError, PatchedFields, QemuDirectBoot};
@@ -65,6 +81,36 @@ pub const OVMF_INITRD_SUFFIX: &str = " initrd=initrd";
 pub const LOAD_OPTIONS_EVENT_TAG_ID: u32 = 0x8F3B_22ED;
 /// The Linux stub's tagged-event id for the initrd.
 pub const INITRD_EVENT_TAG_ID: u32 = 0x8F3B_22EC;
+/// `EV_EFI_VARIABLE_BOOT`.
+pub const EV_EFI_VARIABLE_BOOT: u32 = 0x8000_0002;
+
+/// `EFI_GLOBAL_VARIABLE` 8BE4DF61-93CA-11D2-AA0D-00E098032B8C, in its
+/// little-endian (on-disk) byte order.
+const EFI_GLOBAL_VARIABLE_LE: [u8; 16] = [
+    0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c,
+];
+/// OVMF's DXE firmware volume name, 7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1
+/// (`OvmfPkgX64.fdf` `[FV.DXEFV] FvNameGuid`), little-endian.
+const OVMF_DXEFV_GUID_LE: [u8; 16] = [
+    0xc9, 0xbd, 0xb8, 0x7c, 0xeb, 0xf8, 0x34, 0x4f, 0xaa, 0xea, 0x3e, 0xe4, 0xaf, 0x65, 0x16, 0xa1,
+];
+/// UiApp's FILE_GUID 462CAA21-7614-4503-836E-8AB6F4662331 (OVMF's
+/// `PcdBootManagerMenuFile`), little-endian.
+const UIAPP_FILE_GUID_LE: [u8; 16] = [
+    0x21, 0xaa, 0x2c, 0x46, 0x14, 0x76, 0x03, 0x45, 0x83, 0x6e, 0x8a, 0xb6, 0xf4, 0x66, 0x23, 0x31,
+];
+
+/// Which TdTcg2Dxe generation measured the boot: it decides whether the boot
+/// variables land in RTMR1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TdvfLayout {
+    /// edk2 2022.11 (Debian 12's `ovmf`): `BootOrder` and `Boot0000` are
+    /// measured into RTMR1 between the kernel and "Calling EFI Application".
+    #[default]
+    Edk2_2022_11,
+    /// Later edk2: boot variables go to RTMR0, RTMR1 has five events.
+    BootVariablesInRtmr0,
+}
 
 /// Why the boot registers could not be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,27 +176,72 @@ fn action(text: &str) -> Event {
     )
 }
 
-/// RTMR1's events for `measured_kernel`: the kernel file exactly as the
+/// The `EFI_LOAD_OPTION` OVMF registers as `Boot0000` before a direct boot:
+/// UiApp, the boot manager menu (`BmRegisterBootManagerMenu`): attributes
+/// `ACTIVE | HIDDEN | CATEGORY_APP`, description "UiApp" (the file's UI
+/// section), device path `Fv(DXEFV)/FvFile(UiApp)/End`.
+pub fn ovmf_uiapp_load_option() -> Vec<u8> {
+    const ATTRIBUTES: u32 = 0x0000_0001 | 0x0000_0008 | 0x0000_0100;
+    let mut path = Vec::with_capacity(44);
+    path.extend_from_slice(&[0x04, 0x07, 20, 0]); // MEDIA_PIWG_FW_VOL_DP
+    path.extend_from_slice(&OVMF_DXEFV_GUID_LE);
+    path.extend_from_slice(&[0x04, 0x06, 20, 0]); // MEDIA_PIWG_FW_FILE_DP
+    path.extend_from_slice(&UIAPP_FILE_GUID_LE);
+    path.extend_from_slice(&[0x7f, 0xff, 4, 0]); // END_ENTIRE
+    let mut option = Vec::new();
+    option.extend_from_slice(&ATTRIBUTES.to_le_bytes());
+    option.extend_from_slice(&(path.len() as u16).to_le_bytes());
+    option.extend("UiApp\0".encode_utf16().flat_map(u16::to_le_bytes));
+    option.extend_from_slice(&path);
+    option
+}
+
+/// An `EV_EFI_VARIABLE_BOOT` event: digest over the data, payload the
+/// `UEFI_VARIABLE_DATA` record (GUID, name length in characters, data length,
+/// UTF-16 name without NUL, data).
+fn boot_variable(name: &str, data: &[u8]) -> Event {
+    let units: Vec<u16> = name.encode_utf16().collect();
+    let mut payload = Vec::new();
+    payload.extend_from_slice(&EFI_GLOBAL_VARIABLE_LE);
+    payload.extend_from_slice(&(units.len() as u64).to_le_bytes());
+    payload.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    payload.extend(units.iter().flat_map(|u| u.to_le_bytes()));
+    payload.extend_from_slice(data);
+    event(1, EV_EFI_VARIABLE_BOOT, sha384(data), payload)
+}
+
+/// RTMR1's events for `measured_kernel` with Debian 12's OVMF
+/// ([`TdvfLayout::Edk2_2022_11`]); see [`rtmr1_events_for`].
+pub fn rtmr1_events(measured_kernel: &[u8]) -> Result<Vec<Event>, PeError> {
+    rtmr1_events_for(measured_kernel, TdvfLayout::default())
+}
+
+/// RTMR1's events for `measured_kernel`, the kernel file exactly as the
 /// firmware loads it (patched by [`qemu_patched_kernel`] for QEMU up to 10.1;
 /// unmodified for QEMUs that skip the patch for confidential guests). The
 /// kernel event's payload is left empty: the real one is an
 /// `EFI_IMAGE_LOAD_EVENT` holding run-time load addresses.
-pub fn rtmr1_events(measured_kernel: &[u8]) -> Result<Vec<Event>, PeError> {
+pub fn rtmr1_events_for(measured_kernel: &[u8], layout: TdvfLayout) -> Result<Vec<Event>, PeError> {
     let hash = authenticode_digest(measured_kernel, HashAlgorithm::Sha384)?;
     let mut digest = [0u8; 48];
     digest.copy_from_slice(&hash);
-    Ok(vec![
-        event(
-            1,
-            EV_EFI_BOOT_SERVICES_APPLICATION,
-            Digest48(digest),
-            Vec::new(),
-        ),
+    let mut events = vec![event(
+        1,
+        EV_EFI_BOOT_SERVICES_APPLICATION,
+        Digest48(digest),
+        Vec::new(),
+    )];
+    if layout == TdvfLayout::Edk2_2022_11 {
+        events.push(boot_variable("BootOrder", &0u16.to_le_bytes()));
+        events.push(boot_variable("Boot0000", &ovmf_uiapp_load_option()));
+    }
+    events.extend([
         action(CALLING_EFI_APPLICATION),
         event(1, EV_SEPARATOR, sha384(&[0u8; 4]), vec![0u8; 4]),
         action(EXIT_BOOT_SERVICES_INVOCATION),
         action(EXIT_BOOT_SERVICES_SUCCEEDED),
-    ])
+    ]);
+    Ok(events)
 }
 
 /// The `LoadOptions` bytes OVMF 2022.11 hands the kernel for `cmdline`
@@ -208,8 +299,8 @@ pub fn rtmr2_events(cmdline: &str, initrd: &[u8]) -> Vec<Event> {
 }
 
 /// RTMR1 and RTMR2 for `qemu -m memory_bytes -kernel kernel -initrd initrd
-/// -append cmdline` with OVMF 2022.11 and a QEMU that patches the setup header
-/// (7.2 to 10.1).
+/// -append cmdline` with Debian 12's OVMF (edk2 2022.11) and a QEMU that
+/// patches the setup header (7.2 to 10.1).
 pub fn direct_boot_rtmrs(
     kernel: &[u8],
     cmdline: &str,
@@ -318,7 +409,7 @@ mod tests {
         img[0x58..0x5a].copy_from_slice(&0x20bu16.to_le_bytes());
         img[0x58 + 60..0x58 + 64].copy_from_slice(&0x200u32.to_le_bytes());
         img[0x58 + 108] = 16;
-        let events = rtmr1_events(&img).expect("pe");
+        let events = rtmr1_events_for(&img, TdvfLayout::BootVariablesInRtmr0).expect("pe");
         let texts: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
         assert_eq!(
             texts,
@@ -341,6 +432,34 @@ mod tests {
         // The kernel digest is the edk2 Authenticode SHA-384 of the image.
         let a = authenticode_digest(&img, HashAlgorithm::Sha384).expect("pe");
         assert_eq!(events[0].digest.0.as_slice(), a.as_slice());
+
+        // edk2 2022.11 adds BootOrder and Boot0000 after the kernel.
+        let old = rtmr1_events(&img).expect("pe");
+        assert_eq!(old.len(), 7);
+        assert_eq!(old[0], events[0]);
+        assert_eq!(&old[3..], &events[1..]);
+        assert!(old[1..3]
+            .iter()
+            .all(|e| e.rtmr == 1 && e.event_type == 0x8000_0002));
+        assert_eq!(old[1].digest.0, ring384(&[0, 0]));
+        // UEFI_VARIABLE_DATA for BootOrder, written out by hand.
+        let mut bootorder = vec![
+            0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03,
+            0x2b, 0x8c, 9, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        for c in b"BootOrder" {
+            bootorder.extend_from_slice(&[*c, 0]);
+        }
+        bootorder.extend_from_slice(&[0, 0]);
+        assert_eq!(old[1].payload, bootorder);
+        // Independent: the Boot0000 (UiApp) digest dstack's dstack-mr pins
+        // from TD event logs of an OVMF with the same boot option.
+        assert_eq!(
+            old[2].digest.to_hex(),
+            "23ada07f5261f12f34a0bd8e46760962d6b4d576a416f1fea1c64bc656b1d28e\
+             acf7047ae6e967c58fd2a98bfa74c298"
+        );
+        assert!(old[2].payload.ends_with(&ovmf_uiapp_load_option()));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `cargo run -p tessella-image -- fetch`).
 
 use tessella_measurements::authenticode::parse_pe;
-use tessella_measurements::boot::load_options;
+use tessella_measurements::boot::{load_options, rtmr1_events_for, TdvfLayout};
 use tessella_measurements::bzimage::SetupHeader;
 use tessella_measurements::{
     authenticode_digest, direct_boot_rtmrs, embedded_signature_digest, extend, qemu_patched_fields,
@@ -53,34 +53,41 @@ fn pinned_kernel_layout() {
     assert!(pe.size_of_headers > 0x22c);
 }
 
-/// (RAM, initrd size, RTMR1). The RTMR1 values are regression pins from this
+/// (RAM, initrd size, RTMR1 with Debian 12's OVMF 2022.11, RTMR1 with later
+/// OVMF that measures boot variables into RTMR0). Regression pins from this
 /// crate that a one-off independent Python computation (spec-style
-/// Authenticode, QEMU patch and RTMR extend written separately) reproduced.
-const RTMR1_CASES: [(u64, u64, &str); 5] = [
+/// Authenticode, QEMU patch, UiApp load option and RTMR extend written
+/// separately) reproduced.
+const RTMR1_CASES: [(u64, u64, &str, &str); 5] = [
     (
         GIB,
         4096,
+        "e19cb1839ce18ad6e15589f0cf35cee03176721c13e4dc163cae1dc32535bb54cf5ae9def3c08265effe53019031f545",
         "c03211380a537af9e49d867862fd67a2de6579b52f4b6ddb9d4605b31e765a5d3b53470b692cce2ce8beac91fb784859",
     ),
     (
         GIB,
         5_000_000,
+        "7394b7a38a3207995c39575964b0403e62bbaf1af0a42d4cd882f87fa4d410e76eba3acbd99ff4fa04ec992f1b1902b7",
         "d9ee67a89f52fdd200c034d82554d970f310e00007d260280a2acf93f43aa8b11e93f34e8292b521c18f8f53a6980150",
     ),
     (
         4 * GIB,
         4096,
+        "62878041468d302a847cdaf58b5643b99d6be65bb5ed5e8c6d30af3493a4682655459bbed8f31814386260e8e0d87bb4",
         "9fd5837084bb81400e7d5c82da415d0b9b88dc4251cff37ee7d37bf4ede2b92285d78794d066f32df3ec84e8c1ab1a1b",
     ),
     (
         4 * GIB,
         5_000_000,
+        "d49b4413ee4a3074cb88ef942ec07158d7bc2e14a4d33743acdfb040a6df768d236cfb7462cef3be87fac67a914e0732",
         "de7b3e6eabda67c98cd7a20be57bc941ac2d0a8026fde4b71df6a8e49828a790b87116ea8a3d43ed07d851035f50ad4c",
     ),
     // 2 GiB: all RAM below 4 GiB, the same 2 GiB split as 4 GiB.
     (
         2 * GIB,
         4096,
+        "62878041468d302a847cdaf58b5643b99d6be65bb5ed5e8c6d30af3493a4682655459bbed8f31814386260e8e0d87bb4",
         "9fd5837084bb81400e7d5c82da415d0b9b88dc4251cff37ee7d37bf4ede2b92285d78794d066f32df3ec84e8c1ab1a1b",
     ),
 ];
@@ -89,7 +96,7 @@ const RTMR1_CASES: [(u64, u64, &str); 5] = [
 fn rtmr1_depends_exactly_on_the_patch() {
     let k = kernel();
     let mut seen = Vec::new();
-    for (mem, initrd, pin) in RTMR1_CASES {
+    for (mem, initrd, pin_2022_11, pin_later) in RTMR1_CASES {
         let boot = QemuDirectBoot {
             memory_bytes: mem,
             initrd_size: Some(initrd),
@@ -97,7 +104,10 @@ fn rtmr1_depends_exactly_on_the_patch() {
         let patched = qemu_patched_kernel(&k, &boot).expect("patch");
         let events = rtmr1_events(&patched).expect("events");
         let rtmr1 = Rtmrs::replay_one(events.iter().map(|e| &e.digest));
-        assert_eq!(rtmr1.to_hex(), pin, "RAM {mem:#x}, initrd {initrd}");
+        assert_eq!(rtmr1.to_hex(), pin_2022_11, "RAM {mem:#x}, initrd {initrd}");
+        let later = rtmr1_events_for(&patched, TdvfLayout::BootVariablesInRtmr0).expect("events");
+        let later = Rtmrs::replay_one(later.iter().map(|e| &e.digest));
+        assert_eq!(later.to_hex(), pin_later, "RAM {mem:#x}, initrd {initrd}");
         seen.push((patched, rtmr1));
     }
     // Values differ exactly when the patched kernels differ.
