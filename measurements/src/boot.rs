@@ -1,37 +1,39 @@
 //! RTMR1 and RTMR2 of a QEMU direct boot (`-bios OVMF.fd -kernel -initrd
-//! -append`) of a Linux EFI-stub kernel with Debian 12's OVMF (edk2
-//! 2022.11), computed from the inputs.
+//! -append`) of a Linux EFI-stub kernel, computed from the inputs.
 //!
-//! Sources read (edk2 from Debian's `edk2_2022.11` source package, Linux
-//! 6.12-era `drivers/firmware/efi/libstub/efi-stub-helper.c`, QEMU
-//! `hw/i386/x86*.c`):
+//! Sources read: edk2 from Debian's `edk2` source packages 2022.11-6+deb12u2
+//! and 2025.02-8+deb13u1, the matching `OVMF.fd` binaries (FFS file names
+//! and strings), Linux's `drivers/firmware/efi/libstub/efi-stub-helper.c`
+//! (6.9+ CC measurement path), QEMU's `hw/i386/x86*.c`.
 //!
-//! RTMR1, in order ([`TdvfLayout::Edk2_2022_11`]):
+//! **Which firmware measures at all.** The CC measurement protocol comes from
+//! `TdTcg2Dxe`. Debian 13's `OVMF.fd` (edk2 2025.02, `OvmfPkgX64.dsc` with
+//! `CC_MEASUREMENT_ENABLE = TRUE`) contains it. Debian 12's `OVMF.fd` (edk2
+//! 2022.11) does not: in 2022.11 `TdTcg2Dxe` is only built into
+//! `OvmfPkg/IntelTdx/IntelTdxX64.dsc`, so a TD booted with it gets no kernel,
+//! command-line or initrd measurement in any RTMR (checked in the source and
+//! in the binary's list of FFS files).
+//!
+//! RTMR1 with edk2 2025.02 ([`TdvfLayout::BootVariablesInRtmr0`]), in order:
 //! 1. `EV_EFI_BOOT_SERVICES_APPLICATION`: the Authenticode SHA-384 of the
-//!    kernel file OVMF loads (QEMU's setup blob, patched, followed by the rest
-//!    of the file: `QemuKernelLoaderFsDxe`), see [`crate::bzimage`]. Measured
-//!    by `DxeTpm2MeasureBootLib` (PCR 4) through the CC measurement protocol
-//!    (`PE_COFF_IMAGE` → `MeasurePeImageAndExtend`) when `QemuLoadKernelImage`
-//!    calls `LoadImage`;
-//! 2. `EV_EFI_VARIABLE_BOOT` `BootOrder` and 3. `Boot0000`: `TryRunningQemuKernel`
-//!    then signals ReadyToBoot, and TdTcg2Dxe's `OnReadyToBoot` first measures
-//!    the boot variables, which 2022.11 maps as PCR 5 → RTMR1 (`TdTcg2Dxe.c`
-//!    `ReadAndMeasureBootVariable`; TdTcg2Dxe's `MrIndex` is 0-based there).
-//!    In direct boot they are what BDS registered before the kernel ran:
-//!    `BootOrder = [0]` and `Boot0000` = the UiApp boot-manager-menu option
-//!    (`PlatformBootManagerAfterConsole` runs `TryRunningQemuKernel` before
-//!    `EfiBootManagerRefreshAllBootOption`; the TD's variable store is the
-//!    emulated, empty one). The digest is over the variable data only;
-//! 4. `EV_EFI_ACTION` "Calling EFI Application from Boot Option" (PCR 4) and
-//! 5. `EV_SEPARATOR` of four zero bytes (`MeasureSeparatorEvent (1)`, RTMR1);
-//! 6. `EV_EFI_ACTION` "Exit Boot Services Invocation" and
-//! 7. "Exit Boot Services Returned with Success" (PCR 5), when the stub exits
+//!    kernel file OVMF loads, measured by `DxeTpm2MeasureBootLib` (PCR 4 →
+//!    RTMR1) through the CC protocol (`PE_COFF_IMAGE` →
+//!    `MeasurePeImageAndExtend`) when `QemuLoadKernelImage` calls `LoadImage`.
+//!    Which file that is, see [`MeasuredKernel`];
+//! 2. `EV_EFI_ACTION` "Calling EFI Application from Boot Option" (PCR 4) and
+//! 3. `EV_SEPARATOR` of four zero bytes (`CC_MR_INDEX_2_RTMR1`): TdTcg2Dxe's
+//!    first ReadyToBoot, which `TryRunningQemuKernel` signals after loading
+//!    the kernel (`BootOrder`/`Boot####` are measured there too, as PCR 1 →
+//!    RTMR0);
+//! 4. `EV_EFI_ACTION` "Exit Boot Services Invocation" and
+//! 5. "Exit Boot Services Returned with Success" (PCR 5), when the stub exits
 //!    boot services.
 //!
-//! Later edk2 (UEFI 2.10 `MrIndex` numbering; also what dstack's
-//! hardware-checked logs show) measures the boot variables as PCR 1 into RTMR0:
-//! RTMR1 is then the five events without 2 and 3
-//! ([`TdvfLayout::BootVariablesInRtmr0`]).
+//! [`TdvfLayout::BootVariablesInRtmr1`] is the older TdTcg2Dxe (edk2 2022.11's
+//! `IntelTdx` build), whose `ReadAndMeasureBootVariable` uses PCR 5 → RTMR1:
+//! it inserts `EV_EFI_VARIABLE_BOOT` `BootOrder` = `[0]` and `Boot0000` (the
+//! UiApp option BDS registers before the kernel runs; `TryRunningQemuKernel`
+//! runs before `EfiBootManagerRefreshAllBootOption`) after the kernel event.
 //!
 //! RTMR2 (PCR 9 → RTMR2), measured by the Linux EFI stub (Linux 6.9+ measures
 //! through the CC protocol when there is no TPM), both `EV_EVENT_TAG`:
@@ -42,16 +44,20 @@
 //!    "Linux initrd"), when non-empty. The command line is converted first,
 //!    so the order is command line, then initrd.
 //!
-//! OVMF 2022.11's `X86QemuLoadImageLib` builds `LoadOptions` as the fw_cfg
-//! command line (QEMU's `-append`, each byte widened to UTF-16, as
+//! `X86QemuLoadImageLib` (2022.11 and 2025.02 alike) builds `LoadOptions` as
+//! the fw_cfg command line (QEMU's `-append`, each byte widened to UTF-16, as
 //! `UnicodeSPrintAsciiFormat` does) followed by `" initrd=initrd"` when the
 //! initrd is non-empty, then a UTF-16 NUL; no options at all when both are
-//! empty (the Debian binary carries the ASCII string " initrd=initrd").
-//! edk2 from 2025 on puts `"initrd=initrd "` in front instead, with a
-//! `"kernel "` prefix when booting through shim: a different RTMR2.
+//! empty (both Debian binaries carry the ASCII string " initrd=initrd"). The
+//! 2025.02 code adds a `"kernel "` prefix only when QEMU boots through
+//! `-shim`; later edk2 moves the initrd part in front (`"initrd=initrd "`).
 //!
-//! Not checked on TDX hardware (none available): a CCEL capture from a real
-//! TD is the final word, and [`crate::eventlog`] replays one.
+//! Caveats: PCI option ROMs with EFI drivers (QEMU's default `romfile` on
+//! NICs) would be measured as `EV_EFI_BOOT_SERVICES_DRIVER` into RTMR1 too
+//! (PCR 2); whether OVMF loads them in a TD was not checked, `romfile=` avoids
+//! the question. Nothing here was checked on TDX hardware (none available): a
+//! CCEL capture from a real TD is the final word, and [`crate::eventlog`]
+//! replays one.
 
 use crate::authenticode::{authenticode_digest, HashAlgorithm, PeError};
 use crate::bzimage::{qemu_patched_kernel, BzImageError, PatchedFields, QemuDirectBoot};
@@ -75,7 +81,8 @@ pub const CALLING_EFI_APPLICATION: &str = "Calling EFI Application from Boot Opt
 pub const EXIT_BOOT_SERVICES_INVOCATION: &str = "Exit Boot Services Invocation";
 /// edk2 `EFI_EXIT_BOOT_SERVICES_SUCCEEDED`.
 pub const EXIT_BOOT_SERVICES_SUCCEEDED: &str = "Exit Boot Services Returned with Success";
-/// What OVMF 2022.11 appends to the command line when an initrd is given.
+/// What OVMF (2022.11 to 2025.02) appends to the command line when an initrd
+/// is given.
 pub const OVMF_INITRD_SUFFIX: &str = " initrd=initrd";
 /// The Linux stub's tagged-event id for the load options.
 pub const LOAD_OPTIONS_EVENT_TAG_ID: u32 = 0x8F3B_22ED;
@@ -104,12 +111,36 @@ const UIAPP_FILE_GUID_LE: [u8; 16] = [
 /// variables land in RTMR1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TdvfLayout {
-    /// edk2 2022.11 (Debian 12's `ovmf`): `BootOrder` and `Boot0000` are
-    /// measured into RTMR1 between the kernel and "Calling EFI Application".
+    /// edk2 with UEFI 2.10 `MrIndex` numbering (Debian 13's `ovmf` 2025.02):
+    /// boot variables go to RTMR0, RTMR1 has five events.
     #[default]
-    Edk2_2022_11,
-    /// Later edk2: boot variables go to RTMR0, RTMR1 has five events.
     BootVariablesInRtmr0,
+    /// edk2 2022.11's `IntelTdx` TdTcg2Dxe: `BootOrder` and `Boot0000` are
+    /// measured into RTMR1 between the kernel and "Calling EFI Application".
+    BootVariablesInRtmr1,
+}
+
+/// Which kernel bytes the firmware loads and measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MeasuredKernel {
+    /// QEMU's patched setup blob followed by the rest of the file: QEMU before
+    /// 10.0 with any OVMF, or OVMF 2022.11 with QEMU before 10.2.
+    #[default]
+    QemuPatched,
+    /// The file as given to `-kernel`: QEMU 10.0+ publishes it as fw_cfg
+    /// `etc/boot/kernel`, which OVMF 2025.02's `QemuKernelLoaderFsDxe` reads
+    /// in preference to the patched blobs; QEMU 10.2+ (after 10.1.0, "Don't
+    /// update kernel header for CoCo VMs") no longer patches TDX guests at all.
+    Unmodified,
+}
+
+/// The firmware and VMM behaviour a direct boot is computed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DirectBootOptions {
+    /// Where the firmware measures boot variables.
+    pub layout: TdvfLayout,
+    /// Which kernel bytes get measured.
+    pub kernel: MeasuredKernel,
 }
 
 /// Why the boot registers could not be computed.
@@ -210,15 +241,16 @@ fn boot_variable(name: &str, data: &[u8]) -> Event {
     event(1, EV_EFI_VARIABLE_BOOT, sha384(data), payload)
 }
 
-/// RTMR1's events for `measured_kernel` with Debian 12's OVMF
-/// ([`TdvfLayout::Edk2_2022_11`]); see [`rtmr1_events_for`].
+/// RTMR1's events for `measured_kernel` with the default
+/// [`TdvfLayout::BootVariablesInRtmr0`] (Debian 13's OVMF); see
+/// [`rtmr1_events_for`].
 pub fn rtmr1_events(measured_kernel: &[u8]) -> Result<Vec<Event>, PeError> {
     rtmr1_events_for(measured_kernel, TdvfLayout::default())
 }
 
 /// RTMR1's events for `measured_kernel`, the kernel file exactly as the
-/// firmware loads it (patched by [`qemu_patched_kernel`] for QEMU up to 10.1;
-/// unmodified for QEMUs that skip the patch for confidential guests). The
+/// firmware loads it (see [`MeasuredKernel`]: [`qemu_patched_kernel`]'s output
+/// or the original file). The
 /// kernel event's payload is left empty: the real one is an
 /// `EFI_IMAGE_LOAD_EVENT` holding run-time load addresses.
 pub fn rtmr1_events_for(measured_kernel: &[u8], layout: TdvfLayout) -> Result<Vec<Event>, PeError> {
@@ -231,7 +263,7 @@ pub fn rtmr1_events_for(measured_kernel: &[u8], layout: TdvfLayout) -> Result<Ve
         Digest48(digest),
         Vec::new(),
     )];
-    if layout == TdvfLayout::Edk2_2022_11 {
+    if layout == TdvfLayout::BootVariablesInRtmr1 {
         events.push(boot_variable("BootOrder", &0u16.to_le_bytes()));
         events.push(boot_variable("Boot0000", &ovmf_uiapp_load_option()));
     }
@@ -244,7 +276,7 @@ pub fn rtmr1_events_for(measured_kernel: &[u8], layout: TdvfLayout) -> Result<Ve
     Ok(events)
 }
 
-/// The `LoadOptions` bytes OVMF 2022.11 hands the kernel for `cmdline`
+/// The `LoadOptions` bytes OVMF (2022.11 to 2025.02) hands the kernel for `cmdline`
 /// (QEMU `-append`) with or without a non-empty initrd; `None` when it
 /// passes no options (empty command line, no initrd).
 pub fn load_options(cmdline: &str, initrd_present: bool) -> Option<Vec<u8>> {
@@ -299,13 +331,30 @@ pub fn rtmr2_events(cmdline: &str, initrd: &[u8]) -> Vec<Event> {
 }
 
 /// RTMR1 and RTMR2 for `qemu -m memory_bytes -kernel kernel -initrd initrd
-/// -append cmdline` with Debian 12's OVMF (edk2 2022.11) and a QEMU that
-/// patches the setup header (7.2 to 10.1).
+/// -append cmdline` with the default [`DirectBootOptions`]: Debian 13's OVMF
+/// and a QEMU that patches the measured setup header (before 10.0).
 pub fn direct_boot_rtmrs(
     kernel: &[u8],
     cmdline: &str,
     initrd: &[u8],
     memory_bytes: u64,
+) -> Result<BootMeasurements, BootError> {
+    direct_boot_rtmrs_with(
+        kernel,
+        cmdline,
+        initrd,
+        memory_bytes,
+        &DirectBootOptions::default(),
+    )
+}
+
+/// [`direct_boot_rtmrs`] for the given firmware and VMM behaviour.
+pub fn direct_boot_rtmrs_with(
+    kernel: &[u8],
+    cmdline: &str,
+    initrd: &[u8],
+    memory_bytes: u64,
+    options: &DirectBootOptions,
 ) -> Result<BootMeasurements, BootError> {
     if cmdline.contains('\0') {
         return Err(BootError::CmdlineNul);
@@ -317,9 +366,14 @@ pub fn direct_boot_rtmrs(
         memory_bytes,
         initrd_size: Some(initrd.len() as u64),
     };
+    // Even when the unmodified file is measured, QEMU must accept the boot.
     let patched_fields = crate::bzimage::qemu_patched_fields(kernel, &boot)?;
-    let patched = qemu_patched_kernel(kernel, &boot)?;
-    let rtmr1_events = rtmr1_events(&patched)?;
+    let rtmr1_events = match options.kernel {
+        MeasuredKernel::QemuPatched => {
+            rtmr1_events_for(&qemu_patched_kernel(kernel, &boot)?, options.layout)?
+        }
+        MeasuredKernel::Unmodified => rtmr1_events_for(kernel, options.layout)?,
+    };
     let rtmr2_events = rtmr2_events(cmdline, initrd);
     Ok(BootMeasurements {
         patched_fields,
@@ -409,7 +463,7 @@ mod tests {
         img[0x58..0x5a].copy_from_slice(&0x20bu16.to_le_bytes());
         img[0x58 + 60..0x58 + 64].copy_from_slice(&0x200u32.to_le_bytes());
         img[0x58 + 108] = 16;
-        let events = rtmr1_events_for(&img, TdvfLayout::BootVariablesInRtmr0).expect("pe");
+        let events = rtmr1_events(&img).expect("pe");
         let texts: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
         assert_eq!(
             texts,
@@ -433,8 +487,8 @@ mod tests {
         let a = authenticode_digest(&img, HashAlgorithm::Sha384).expect("pe");
         assert_eq!(events[0].digest.0.as_slice(), a.as_slice());
 
-        // edk2 2022.11 adds BootOrder and Boot0000 after the kernel.
-        let old = rtmr1_events(&img).expect("pe");
+        // edk2 2022.11's IntelTdx TdTcg2Dxe adds BootOrder and Boot0000.
+        let old = rtmr1_events_for(&img, TdvfLayout::BootVariablesInRtmr1).expect("pe");
         assert_eq!(old.len(), 7);
         assert_eq!(old[0], events[0]);
         assert_eq!(&old[3..], &events[1..]);

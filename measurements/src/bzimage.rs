@@ -30,13 +30,14 @@
 //!
 //! Version notes (read in QEMU's sources, not run): the patch is the same from
 //! QEMU 7.2 to 10.1 for this kernel class; QEMU 7.2's was checked byte for
-//! byte against fw_cfg (tdx-facts.md). QEMU has never patched the header for
-//! SEV guests, and a change merged in August 2025 ("x86/loader: Don't update
-//! kernel header for CoCo VMs", after 10.1.0) skips the patch for every
-//! confidential guest, TDX included: under such a QEMU the measured kernel is
-//! the unmodified file, and RTMR1 no longer depends on RAM or initrd size.
-//! Callers targeting it pass the original kernel to
-//! [`crate::boot::rtmr1_events`].
+//! byte against fw_cfg (tdx-facts.md). Two later changes can make the
+//! firmware measure the unmodified file instead, so RTMR1 stops depending on
+//! RAM and initrd size: QEMU 10.0 also publishes the unpatched file as fw_cfg
+//! `etc/boot/kernel`, which OVMF 2025.02's `QemuKernelLoaderFsDxe` prefers;
+//! and a change merged in August 2025, after 10.1.0 ("x86/loader: Don't
+//! update kernel header for CoCo VMs"), stops patching confidential guests,
+//! TDX included (SEV guests were never patched). See
+//! [`crate::boot::MeasuredKernel`].
 //!
 //! The setup header starts at 0x1f1 both in the bzImage file and in `struct
 //! boot_params`, so the offsets above are also the offsets of these fields in

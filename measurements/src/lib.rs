@@ -27,8 +27,8 @@ pub mod rtmr;
 
 pub use authenticode::{authenticode_digest, embedded_signature_digest, HashAlgorithm, PeError};
 pub use boot::{
-    direct_boot_rtmrs, rtmr1_events, rtmr1_events_for, rtmr2_events, BootError, BootMeasurements,
-    TdvfLayout,
+    direct_boot_rtmrs, direct_boot_rtmrs_with, rtmr1_events, rtmr1_events_for, rtmr2_events,
+    BootError, BootMeasurements, DirectBootOptions, MeasuredKernel, TdvfLayout,
 };
 pub use bzimage::{
     qemu_patched_fields, qemu_patched_kernel, BzImageError, PatchedFields, QemuDirectBoot,

@@ -13,6 +13,7 @@ use tessella_measurements::{
     qemu_patched_kernel, rtmr1_events, rtmr2_events, sha384, Digest48, HashAlgorithm, PeError,
     QemuDirectBoot, Rtmrs,
 };
+use tessella_measurements::{direct_boot_rtmrs_with, DirectBootOptions, MeasuredKernel};
 
 const GIB: u64 = 1 << 30;
 
@@ -53,8 +54,9 @@ fn pinned_kernel_layout() {
     assert!(pe.size_of_headers > 0x22c);
 }
 
-/// (RAM, initrd size, RTMR1 with Debian 12's OVMF 2022.11, RTMR1 with later
-/// OVMF that measures boot variables into RTMR0). Regression pins from this
+/// (RAM, initrd size, RTMR1 when boot variables are measured into RTMR1 (edk2
+/// 2022.11 IntelTdx TdTcg2Dxe), RTMR1 when they go to RTMR0 (Debian 13's OVMF
+/// 2025.02, the default)). Regression pins from this
 /// crate that a one-off independent Python computation (spec-style
 /// Authenticode, QEMU patch, UiApp load option and RTMR extend written
 /// separately) reproduced.
@@ -96,7 +98,7 @@ const RTMR1_CASES: [(u64, u64, &str, &str); 5] = [
 fn rtmr1_depends_exactly_on_the_patch() {
     let k = kernel();
     let mut seen = Vec::new();
-    for (mem, initrd, pin_2022_11, pin_later) in RTMR1_CASES {
+    for (mem, initrd, pin_vars_in_rtmr1, pin_default) in RTMR1_CASES {
         let boot = QemuDirectBoot {
             memory_bytes: mem,
             initrd_size: Some(initrd),
@@ -104,10 +106,14 @@ fn rtmr1_depends_exactly_on_the_patch() {
         let patched = qemu_patched_kernel(&k, &boot).expect("patch");
         let events = rtmr1_events(&patched).expect("events");
         let rtmr1 = Rtmrs::replay_one(events.iter().map(|e| &e.digest));
-        assert_eq!(rtmr1.to_hex(), pin_2022_11, "RAM {mem:#x}, initrd {initrd}");
-        let later = rtmr1_events_for(&patched, TdvfLayout::BootVariablesInRtmr0).expect("events");
-        let later = Rtmrs::replay_one(later.iter().map(|e| &e.digest));
-        assert_eq!(later.to_hex(), pin_later, "RAM {mem:#x}, initrd {initrd}");
+        assert_eq!(rtmr1.to_hex(), pin_default, "RAM {mem:#x}, initrd {initrd}");
+        let old = rtmr1_events_for(&patched, TdvfLayout::BootVariablesInRtmr1).expect("events");
+        let old = Rtmrs::replay_one(old.iter().map(|e| &e.digest));
+        assert_eq!(
+            old.to_hex(),
+            pin_vars_in_rtmr1,
+            "RAM {mem:#x}, initrd {initrd}"
+        );
         seen.push((patched, rtmr1));
     }
     // Values differ exactly when the patched kernels differ.
@@ -197,6 +203,20 @@ fn direct_boot_registers() {
         m.rtmr1,
         Rtmrs::replay_one(m.rtmr1_events.iter().map(|e| &e.digest))
     );
+
+    // Measuring the unmodified file (QEMU 10.0+ with OVMF 2025.02, or QEMU
+    // that skips the patch for TDX): RTMR1 no longer depends on RAM or initrd.
+    let unmodified = DirectBootOptions {
+        kernel: MeasuredKernel::Unmodified,
+        ..Default::default()
+    };
+    let a = direct_boot_rtmrs_with(&k, cmdline, &initrd, GIB, &unmodified).expect("measure");
+    let b =
+        direct_boot_rtmrs_with(&k, cmdline, &[7u8; 4096], 4 * GIB, &unmodified).expect("measure");
+    assert_eq!(a.rtmr1, b.rtmr1);
+    assert_ne!(a.rtmr1, m.rtmr1);
+    assert_eq!(a.rtmr1_events, rtmr1_events(&k).expect("events"));
+    assert_eq!(a.rtmr2, m.rtmr2);
 }
 
 /// Deterministic xorshift64 for the mutation test.
