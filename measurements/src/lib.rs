@@ -12,8 +12,14 @@
 //!   event-log parsing and RTMR replay.
 //! - [`tdvf`]: TDVF metadata of an OVMF image and the MRTD it produces.
 //! - [`rtmr0`]: RTMR0 computed from the firmware and RAM size plus captured host events.
+//! - [`authenticode`]: PE/COFF parsing and the Authenticode digest OVMF measures;
+//!   [`bzimage`]: the Linux setup header and QEMU's direct-boot patch of it;
+//!   [`boot`]: the RTMR1 and RTMR2 events of QEMU direct boot with OVMF.
 //! - [`flashbots`]: import of the flashbots / cvm-reverse-proxy `measurements.json` array.
 
+pub mod authenticode;
+pub mod boot;
+pub mod bzimage;
 mod digest;
 pub mod eventlog;
 pub mod flashbots;
@@ -23,6 +29,15 @@ pub mod rtmr;
 pub mod rtmr0;
 pub mod tdvf;
 
+pub use authenticode::{authenticode_digest, embedded_signature_digest, HashAlgorithm, PeError};
+pub use boot::{
+    direct_boot_rtmrs, direct_boot_rtmrs_with, rtmr1_events, rtmr1_events_for, rtmr2_events,
+    BootError, BootMeasurements, DirectBootOptions, MeasuredKernel, TdvfLayout,
+};
+pub use bzimage::{
+    qemu_patched_fields, qemu_patched_kernel, BzImageError, PatchedFields, QemuDirectBoot,
+    SetupHeader,
+};
 pub use digest::{Digest48, HexError};
 pub use eventlog::{Event, EventLog, EventLogError, LogFormat};
 pub use policy::{
