@@ -15,8 +15,10 @@
 //! - [`authenticode`]: PE/COFF parsing and the Authenticode digest OVMF measures;
 //!   [`bzimage`]: the Linux setup header and QEMU's direct-boot patch of it;
 //!   [`boot`]: the RTMR1 and RTMR2 events of QEMU direct boot with OVMF.
+//! - [`appliance`]: every register of a tessella appliance image, and the policy pinning it.
 //! - [`flashbots`]: import of the flashbots / cvm-reverse-proxy `measurements.json` array.
 
+pub mod appliance;
 pub mod authenticode;
 pub mod boot;
 pub mod bzimage;

@@ -6,6 +6,9 @@
 //!   be debugged register by register.
 //! - `mrtd FW` prints the TDVF sections of an OVMF image and the MRTD it gives
 //!   for each page-add order.
+//! - `image DIR` computes every register of an appliance directory written by
+//!   `tessella-image build` (MRTD, RTMR0's computable part, RTMR1, RTMR2, RTMR3,
+//!   MRCONFIGID) with the events behind each, and writes the measurement policy.
 //! - `rtmr0-capture CCEL` turns a firmware event log captured on a real host
 //!   into the RTMR0 host-events allow-list input (the events after the separator).
 
@@ -16,6 +19,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use tessella_measurements::appliance::{self, ApplianceInputs, ApplianceMeasurements};
 use tessella_measurements::{EventLog, LogFormat, MrtdOrder, Rtmr0HostEvents, Tdvf};
 
 /// Compute and replay TDX measurements.
@@ -47,6 +51,30 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Order::Both)]
         order: Order,
         /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compute the registers of an appliance directory and the policy pinning them.
+    Image {
+        /// The directory `tessella-image build` wrote.
+        dir: PathBuf,
+        /// Guest RAM in MiB (default: `memory_mib` from the directory's image.json).
+        #[arg(long)]
+        memory_mib: Option<u64>,
+        /// The deployment config to pin as MRCONFIGID (SHA-384 of its bytes).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Captured host-dependent RTMR0 events (from `rtmr0-capture`); without
+        /// them RTMR0 is not pinned.
+        #[arg(long)]
+        rtmr0_host_events: Option<PathBuf>,
+        /// Write the measurement policy (tessella-measurement-policy v1) here.
+        #[arg(long)]
+        policy_out: Option<PathBuf>,
+        /// The policy entry's id.
+        #[arg(long, default_value = "tessella-appliance")]
+        id: String,
+        /// Print the full report (registers, variants, events, notes) as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -127,6 +155,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             print(&out)
         }
+        Command::Image {
+            dir,
+            memory_mib,
+            config,
+            rtmr0_host_events,
+            policy_out,
+            id,
+            json,
+        } => {
+            let memory = memory_mib
+                .map(|m| m.checked_mul(1 << 20).context("--memory-mib too large"))
+                .transpose()?;
+            let mut inputs = ApplianceInputs::from_dir(&dir, memory)?;
+            if let Some(path) = config {
+                inputs.config = Some(
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                );
+            }
+            if let Some(path) = rtmr0_host_events {
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                inputs.rtmr0_host = Some(
+                    Rtmr0HostEvents::from_json(&bytes)
+                        .with_context(|| format!("parsing {}", path.display()))?,
+                );
+            }
+            let measured = appliance::measure(&inputs)?;
+            let policy = measured.to_policy(&id)?;
+            if let Some(path) = policy_out {
+                std::fs::write(&path, policy.to_json_pretty())
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let out = if json {
+                measured.events_json() + "\n"
+            } else {
+                image_text(&measured)
+            };
+            print(&out)
+        }
         Command::Rtmr0Capture { ccel } => {
             let input =
                 std::fs::read(&ccel).with_context(|| format!("reading {}", ccel.display()))?;
@@ -135,6 +202,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print(&host.to_json())
         }
     }
+}
+
+fn image_text(m: &ApplianceMeasurements) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "appliance measurements ({} MiB RAM)",
+        m.memory_bytes >> 20
+    );
+    for v in &m.mrtd {
+        let _ = writeln!(out, "mrtd        {}  ({})", v.value, v.when);
+    }
+    match &m.rtmr0.value {
+        Some(v) => {
+            let _ = writeln!(out, "rtmr0       {v}");
+        }
+        None => {
+            let _ = writeln!(out, "rtmr0       NOT PINNED (host events missing)");
+        }
+    }
+    for e in &m.rtmr0.events {
+        let source = match e.source {
+            tessella_measurements::EventSource::Computed => "computed",
+            tessella_measurements::EventSource::Input => "input",
+        };
+        let _ = writeln!(
+            out,
+            "  rtmr0 event {:<28} {}  [{source}]",
+            e.event.name, e.event.digest
+        );
+    }
+    for v in &m.rtmr1 {
+        let _ = writeln!(out, "rtmr1       {}  ({})", v.value, v.when);
+        for e in &v.events {
+            let _ = writeln!(out, "  rtmr1 event {:<28} {}", e.name, e.digest);
+        }
+    }
+    let _ = writeln!(out, "rtmr2       {}  ({})", m.rtmr2.value, m.rtmr2.when);
+    for e in &m.rtmr2.events {
+        let _ = writeln!(out, "  rtmr2 event {:<28} {}", e.name, e.digest);
+    }
+    let _ = writeln!(out, "rtmr3       {}", m.rtmr3);
+    match &m.mrconfigid {
+        Some(v) => {
+            let _ = writeln!(out, "mrconfigid  {v}");
+        }
+        None => {
+            let _ = writeln!(out, "mrconfigid  not pinned");
+        }
+    }
+    for n in &m.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    out
 }
 
 fn print(out: &str) -> anyhow::Result<()> {
