@@ -49,3 +49,36 @@ pub fn image_inputs() -> PathBuf {
     );
     dir
 }
+
+/// The directory of a built appliance image (`tessella-image build --out`):
+/// `target/tessella-image/out` under the workspace root, or
+/// `TESSELLA_IMAGE_DIR` when set.
+///
+/// # Panics
+/// When the directory lacks `initrd.cpio` or `launch-dev.sh`, with a message
+/// naming the path and the command that builds it.
+pub fn image_dir() -> PathBuf {
+    let dir = std::env::var_os("TESSELLA_IMAGE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tessella-image/out")
+        });
+    assert!(
+        dir.join("initrd.cpio").is_file() && dir.join("launch-dev.sh").is_file(),
+        "built appliance image not found at {}: run ./scripts/test.sh, or \
+         `cargo run --release -p tessella-image -- build --out {}` (or set TESSELLA_IMAGE_DIR)",
+        dir.display(),
+        dir.display()
+    );
+    dir
+}
+
+/// The factor by which tests stretch their time limits on slow machines
+/// (`TESSELLA_TIME_SCALE`, default 1).
+pub fn time_scale() -> f64 {
+    std::env::var("TESSELLA_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .unwrap_or(1.0)
+}

@@ -1,0 +1,290 @@
+//! The built appliance image boots under QEMU software emulation (TCG).
+//!
+//! - `tcg_boot_reaches_ready`: `launch-dev.sh` boots the image through OVMF
+//!   (the firmware a TD uses) with a deployment config passed by fw_cfg; the
+//!   node's `/ready` answers 200 from the host through user networking with a
+//!   forwarded port, and the admin API serves `/v1/status` with the token the
+//!   dev boot printed. Prints the boot-to-ready time.
+//! - `setup_header_probe_matches_model`: the same kernel and initrd booted
+//!   without UEFI firmware, so the kernel's `boot_params` carry QEMU's patched
+//!   setup header unchanged; the probe in PID-1 mode prints it and the fields
+//!   QEMU writes must equal `tessella_measurements::bzimage`'s model, for RAM
+//!   below and above q35's 2.75 GiB split.
+//!
+//! Needs a built image (`tessella_tests::image_dir()`) and `qemu-system-x86_64`
+//! (./scripts/test.sh provides both).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tessella_measurements::{qemu_patched_fields, QemuDirectBoot};
+
+/// A running QEMU whose console lines arrive on a channel; killed on drop.
+struct Guest {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    console: Vec<String>,
+}
+
+impl Guest {
+    fn spawn(mut cmd: Command) -> Guest {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => panic!("cannot start {cmd:?}: {e} (is qemu-system-x86 installed?)"),
+        };
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
+                    let line = String::from_utf8_lossy(&line).trim_end().to_string();
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Guest {
+            child,
+            lines,
+            console: Vec::new(),
+        }
+    }
+
+    /// Collect console lines that arrived so far.
+    fn drain(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.console.push(line);
+        }
+    }
+
+    /// Wait for a console line containing `needle`.
+    fn wait_for_line(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        if let Some(l) = self.console.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.console.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no console line containing {needle:?} within {limit:?}; console:\n{}",
+                    self.console.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scaled(secs: u64) -> Duration {
+    Duration::from_secs_f64(secs as f64 * tessella_tests::time_scale())
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free tcp port")
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free udp port")
+        .port()
+}
+
+/// One HTTP/1.1 GET; `None` when the guest is not answering yet.
+fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let mut stream =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+#[test]
+fn tcg_boot_reaches_ready() {
+    let image = tessella_tests::image_dir();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "data_dir = \"/var/lib/tessella\"\n\
+         [network]\nname = \"boot-test\"\nlisten = \"0.0.0.0:7946\"\n\
+         [identity]\nmode = \"dev\"\n\
+         [admin]\nlisten = \"0.0.0.0:7300\"\n",
+    )
+    .expect("config");
+    let admin_port = free_tcp_port();
+    let mut cmd = Command::new("bash");
+    cmd.arg(image.join("launch-dev.sh"))
+        .arg(&config)
+        .env("USE_OVMF", "1")
+        .env("ADMIN_PORT", admin_port.to_string())
+        .env("QUIC_PORT", free_udp_port().to_string());
+    let started = Instant::now();
+    let mut guest = Guest::spawn(cmd);
+
+    let limit = scaled(110);
+    let ready = loop {
+        guest.drain();
+        if let Some(status) = guest.exited() {
+            panic!(
+                "QEMU exited ({status}) before /ready; console:\n{}",
+                guest.console.join("\n")
+            );
+        }
+        if let Some((200, body)) = http_get(admin_port, "/ready", None) {
+            break body;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "/ready did not answer 200 within {limit:?}; console:\n{}",
+            guest.console.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let boot_secs = started.elapsed().as_secs_f64();
+    println!("figure: TCG boot (OVMF, 2 vCPUs emulated) to /ready: {boot_secs:.1} s (target <= 15 s)");
+    assert!(ready.contains("\"ready\":true"), "{ready}");
+
+    // The deployment config came from the host through fw_cfg, unbound (dev boot).
+    let line = guest.wait_for_line("tessella-init: config from", scaled(10));
+    assert!(line.contains("fw_cfg"), "{line}");
+    let expected = tessella_measurements::sha384(&std::fs::read(&config).expect("config"));
+    assert!(line.contains(&expected.to_hex()), "{line}");
+    guest.wait_for_line("dev boot: config not bound to MRCONFIGID", scaled(10));
+
+    // The admin API answers authenticated calls with the token the dev boot printed.
+    let token_line = guest.wait_for_line("tessella-init: dev admin token ", scaled(10));
+    let token = token_line
+        .rsplit(' ')
+        .next()
+        .expect("token")
+        .trim()
+        .to_string();
+    let (status, _) = http_get(admin_port, "/v1/status", None).expect("status without token");
+    assert_eq!(status, 401);
+    let (status, body) = http_get(admin_port, "/v1/status", Some(&token)).expect("status");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"network\":\"boot-test\""), "{body}");
+    assert!(body.contains("\"mode\":\"dev\""), "{body}");
+}
+
+fn probe(image: &Path, memory_mib: u64) -> Vec<u8> {
+    let cmdline = std::fs::read_to_string(image.join("cmdline")).expect("cmdline");
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-machine", "q35", "-accel", "tcg", "-m"])
+        .arg(format!("{memory_mib}M"))
+        .args(["-smp", "1", "-nodefaults", "-nographic", "-serial", "stdio"])
+        .args(["-no-reboot", "-kernel"])
+        .arg(image.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(image.join("initrd.cpio"))
+        .arg("-append")
+        .arg(format!("{cmdline} tessella.probe=boot-params"));
+    let mut guest = Guest::spawn(cmd);
+    let line = guest.wait_for_line("tessella-probe boot-params ", scaled(90));
+    let hex = line
+        .rsplit(' ')
+        .next()
+        .expect("hex")
+        .trim()
+        .to_string();
+    hex::decode(hex).expect("probe hex")
+}
+
+#[test]
+fn setup_header_probe_matches_model() {
+    let image = tessella_tests::image_dir();
+    let kernel = std::fs::read(image.join("vmlinuz")).expect("kernel");
+    let initrd_size = std::fs::metadata(image.join("initrd.cpio"))
+        .expect("initrd")
+        .len();
+    let u32_at = |b: &[u8], off: usize| {
+        let i = off - 0x1f1;
+        u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+    };
+    for memory_mib in [1024u64, 3072] {
+        let header = probe(&image, memory_mib);
+        assert_eq!(header.len(), 0x290 - 0x1f1, "probe length");
+        let model = qemu_patched_fields(
+            &kernel,
+            &QemuDirectBoot {
+                memory_bytes: memory_mib << 20,
+                initrd_size: Some(initrd_size),
+            },
+        )
+        .expect("model");
+        let seen = (
+            header[0x210 - 0x1f1],
+            header[0x211 - 0x1f1],
+            u32_at(&header, 0x218),
+            u32_at(&header, 0x21c),
+            u16::from_le_bytes([header[0x224 - 0x1f1], header[0x225 - 0x1f1]]),
+            u32_at(&header, 0x228),
+        );
+        let expected = (
+            model.type_of_loader,
+            model.loadflags,
+            model.ramdisk_image,
+            model.ramdisk_size,
+            model.heap_end_ptr,
+            model.cmd_line_ptr,
+        );
+        assert_eq!(
+            seen, expected,
+            "{memory_mib} MiB: (type_of_loader, loadflags, ramdisk_image, ramdisk_size, \
+             heap_end_ptr, cmd_line_ptr) seen by the guest vs the model"
+        );
+        // The rest of the header is the file's own (QEMU patched nothing else).
+        for off in 0x1f1..0x210 {
+            assert_eq!(header[off - 0x1f1], kernel[off], "header byte {off:#x}");
+        }
+    }
+}
