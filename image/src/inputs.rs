@@ -197,6 +197,22 @@ pub fn fetch_inputs(
     inputs: &Path,
     mut progress: impl FnMut(FetchEvent<'_>),
 ) -> Result<InputsManifest, FetchError> {
+    // The inputs dir is replaced as a whole: never wipe a dir this tool did
+    // not write (one without inputs.json that has other content).
+    if inputs.is_dir() && !inputs.join(INPUTS_MANIFEST).is_file() {
+        let mut entries =
+            std::fs::read_dir(inputs).map_err(io_err(format!("listing {}", inputs.display())))?;
+        if entries.next().is_some() {
+            return Err(FetchError::Io {
+                what: format!(
+                    "{} is not empty and has no {INPUTS_MANIFEST}: refusing to replace it \
+                     (pass an empty or new --inputs dir)",
+                    inputs.display()
+                ),
+                source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            });
+        }
+    }
     let staging = sibling(inputs, ".partial");
     if staging.exists() {
         std::fs::remove_dir_all(&staging)

@@ -402,3 +402,135 @@ fn a_real_deb_built_with_dpkg_deb_is_extracted() {
     assert_eq!(files.len(), 2);
     assert_eq!(std::fs::read(out.join("vmlinuz")).expect("k"), b"kernel");
 }
+
+#[test]
+fn fetch_inputs_writes_the_layout_and_refuses_to_wipe_a_foreign_dir() {
+    if std::process::Command::new("dpkg-deb")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no dpkg-deb");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Build a tiny kernel-like and firmware-like .deb with dpkg-deb.
+    let build = |name: &str, files: &[(&str, &[u8])]| -> Vec<u8> {
+        let root = dir.path().join(format!("root-{name}"));
+        std::fs::create_dir_all(root.join("DEBIAN")).expect("mkdir");
+        std::fs::write(
+            root.join("DEBIAN/control"),
+            format!("Package: {name}\nVersion: 1.0-1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n"),
+        )
+        .expect("control");
+        for (p, d) in files {
+            let f = root.join(p);
+            std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+            std::fs::write(f, d).expect("write");
+        }
+        let deb = dir.path().join(format!("{name}.deb"));
+        let out = std::process::Command::new("dpkg-deb")
+            .args(["--root-owner-group", "--build"])
+            .arg(&root)
+            .arg(&deb)
+            .output()
+            .expect("dpkg-deb");
+        assert!(out.status.success());
+        std::fs::read(deb).expect("deb")
+    };
+    let kdeb = build(
+        "kern",
+        &[
+            ("boot/vmlinuz-r", b"K"),
+            ("lib/modules/r/kernel/m/a.ko.xz", b"A"),
+        ],
+    );
+    let fdeb = build("fw", &[("usr/share/ovmf/OVMF.fd", b"F")]);
+    let lock_text = format!(
+        r#"format = "tessella-image-lock"
+version = 1
+kernel_release = "r"
+[apt]
+mirror = "http://deb.debian.org/debian"
+suites = ["bookworm"]
+components = ["main"]
+arch = "amd64"
+signed_by = "/k.gpg"
+[[package]]
+name = "kern"
+version = "1.0-1"
+arch = "all"
+suite = "bookworm"
+sha256 = "{}"
+size = {}
+[[package.take]]
+path = "boot/vmlinuz-r"
+kind = "kernel"
+[[package.take]]
+path = "lib/modules/r/kernel/m/a.ko.xz"
+kind = "module"
+[[package]]
+name = "fw"
+version = "1.0-1"
+arch = "all"
+suite = "bookworm"
+sha256 = "{}"
+size = {}
+[[package.take]]
+path = "usr/share/ovmf/OVMF.fd"
+kind = "firmware"
+"#,
+        sha256sum(&kdeb),
+        kdeb.len(),
+        sha256sum(&fdeb),
+        fdeb.len()
+    );
+    let lock = tessella_image::LockFile::parse(&lock_text).expect("lock");
+    struct ByName(Vec<u8>, Vec<u8>);
+    impl Downloader for ByName {
+        fn download(&self, p: &LockedPackage, dest: &Path) -> Result<(), FetchError> {
+            let bytes = if p.name == "kern" { &self.0 } else { &self.1 };
+            std::fs::write(dest.join(p.deb_file_name()), bytes).map_err(|source| FetchError::Io {
+                what: "fake".into(),
+                source,
+            })
+        }
+    }
+    let cache = Cache::new(dir.path().join("cache"));
+    let inputs = dir.path().join("inputs");
+    let m = tessella_image::fetch_inputs(&lock, &cache, &ByName(kdeb, fdeb), &inputs, |_| {})
+        .expect("fetch");
+    assert_eq!(m.packages.len(), 2);
+    for (f, content) in [("vmlinuz", "K"), ("modules/a.ko.xz", "A"), ("OVMF.fd", "F")] {
+        assert_eq!(
+            std::fs::read_to_string(inputs.join(f)).expect(f),
+            content,
+            "{f}"
+        );
+    }
+    let json: tessella_image::InputsManifest =
+        serde_json::from_slice(&std::fs::read(inputs.join("inputs.json")).expect("json"))
+            .expect("parse");
+    assert_eq!(json, m);
+    assert!(tessella_image::check_inputs(&lock, &inputs)
+        .expect("check")
+        .is_some());
+    // A tampered input is caught by check_inputs.
+    std::fs::write(inputs.join("modules/a.ko.xz"), b"B").expect("tamper");
+    assert!(matches!(
+        tessella_image::check_inputs(&lock, &inputs),
+        Err(FetchError::HashMismatch { .. })
+    ));
+    // A foreign non-empty dir is not wiped.
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir_all(&foreign).expect("mkdir");
+    std::fs::write(foreign.join("precious"), b"x").expect("write");
+    struct Never;
+    impl Downloader for Never {
+        fn download(&self, _: &LockedPackage, _: &Path) -> Result<(), FetchError> {
+            panic!("must not download")
+        }
+    }
+    assert!(tessella_image::fetch_inputs(&lock, &cache, &Never, &foreign, |_| {}).is_err());
+    assert!(foreign.join("precious").exists());
+}
