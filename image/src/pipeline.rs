@@ -194,6 +194,11 @@ impl Pipeline {
         }
     }
 
+    /// A pipeline of the given steps, in order.
+    pub fn from_steps(steps: Vec<Box<dyn Step>>) -> Pipeline {
+        Pipeline { steps }
+    }
+
     /// The step names, in order.
     pub fn names(&self) -> Vec<&'static str> {
         self.steps.iter().map(|s| s.name()).collect()

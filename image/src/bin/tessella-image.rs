@@ -289,6 +289,15 @@ struct BuildArgs {
     verify_reproducible: bool,
 }
 
+/// The steps of every build (both builds of `--verify-reproducible`).
+///
+/// Integration point: a measure step (reading the artefacts from
+/// `ctx.config.out_dir`, setting `ctx.measurements`) goes here with
+/// `p.insert_before("manifest", Box::new(MeasureStep))`.
+fn pipeline() -> Pipeline {
+    Pipeline::standard()
+}
+
 fn build(args: BuildArgs) -> Result<(), Failure> {
     let start = Instant::now();
     let p = paths(&args.common)?;
@@ -329,7 +338,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
             );
         }
     }
-    Pipeline::standard().run(&mut ctx, &Ui::new(label))?;
+    pipeline().run(&mut ctx, &Ui::new(label))?;
     let first_time = start.elapsed();
     print_figures(&ctx, &out, first_time);
     if !args.verify_reproducible {
@@ -374,7 +383,7 @@ fn build(args: BuildArgs) -> Result<(), Failure> {
     // The copy is not a git tree: it is the same revision as build 1.
     ctx2.git = ctx.git.clone();
     ctx2.source_date_epoch = ctx.source_date_epoch;
-    Pipeline::standard().run(&mut ctx2, &Ui::new("[build 2] "))?;
+    pipeline().run(&mut ctx2, &Ui::new("[build 2] "))?;
     print_figures(&ctx2, &out2, second_start.elapsed());
     let differing = compare(&out, &out2).map_err(Failure::Build)?;
     if differing.is_empty() {
