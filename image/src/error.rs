@@ -23,7 +23,7 @@ pub enum BuildError {
     #[error(transparent)]
     Source(#[from] SourceError),
     /// The node binary is not a static executable.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Elf {
         /// The binary.
         path: String,
@@ -45,7 +45,7 @@ pub enum BuildError {
     #[error("{0}")]
     Input(String),
     /// A file operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
@@ -66,7 +66,10 @@ impl BuildError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            BuildError::Lock(_) | BuildError::Input(_) | BuildError::MissingTarget(_)
+            BuildError::Lock(_)
+                | BuildError::Input(_)
+                | BuildError::MissingTarget(_)
+                | BuildError::Fetch(FetchError::Inputs(_))
         )
     }
 }

@@ -29,7 +29,7 @@ use crate::lock::{AptSource, LockedPackage};
 #[non_exhaustive]
 pub enum FetchError {
     /// A file or directory operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
@@ -85,6 +85,9 @@ pub enum FetchError {
         /// The path inside the package.
         path: String,
     },
+    /// The inputs dir is not usable as it is.
+    #[error("{0}")]
+    Inputs(String),
     /// The package's data archive could not be read.
     #[error("{package}: reading the package's data archive: {message}")]
     Archive {

@@ -203,14 +203,11 @@ pub fn fetch_inputs(
         let mut entries =
             std::fs::read_dir(inputs).map_err(io_err(format!("listing {}", inputs.display())))?;
         if entries.next().is_some() {
-            return Err(FetchError::Io {
-                what: format!(
-                    "{} is not empty and has no {INPUTS_MANIFEST}: refusing to replace it \
-                     (pass an empty or new --inputs dir)",
-                    inputs.display()
-                ),
-                source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-            });
+            return Err(FetchError::Inputs(format!(
+                "{} is not empty and has no {INPUTS_MANIFEST}: refusing to replace it \
+                 (pass an empty or new --inputs dir)",
+                inputs.display()
+            )));
         }
     }
     let staging = sibling(inputs, ".partial");
@@ -267,14 +264,11 @@ pub fn check_inputs(lock: &LockFile, inputs: &Path) -> Result<Option<InputsManif
     for take in lock.packages.iter().flat_map(|p| &p.take) {
         let path = inputs.join(take.dest());
         if !path.is_file() {
-            return Err(FetchError::Io {
-                what: format!(
-                    "{} (run `tessella-image fetch --inputs {}`)",
-                    path.display(),
-                    inputs.display()
-                ),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            });
+            return Err(FetchError::Inputs(format!(
+                "{} is missing (run `tessella-image fetch --inputs {}`)",
+                path.display(),
+                inputs.display()
+            )));
         }
     }
     let manifest_path = inputs.join(INPUTS_MANIFEST);
@@ -294,15 +288,12 @@ pub fn check_inputs(lock: &LockFile, inputs: &Path) -> Result<Option<InputsManif
             .find(|p| p.name == package.name)
             .filter(|p| p.version == package.version && p.sha256 == package.sha256);
         if pinned.is_none() {
-            return Err(FetchError::Io {
-                what: format!(
-                    "{}: {} {} is not the pinned package (re-run `tessella-image fetch`)",
-                    manifest_path.display(),
-                    package.name,
-                    package.version
-                ),
-                source: std::io::Error::from(std::io::ErrorKind::InvalidData),
-            });
+            return Err(FetchError::Inputs(format!(
+                "{}: {} {} is not the pinned package (re-run `tessella-image fetch`)",
+                manifest_path.display(),
+                package.name,
+                package.version
+            )));
         }
         for file in &package.files {
             let path = inputs.join(&file.to);

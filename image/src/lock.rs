@@ -20,7 +20,7 @@ pub const LOCK_VERSION: u32 = 1;
 #[non_exhaustive]
 pub enum LockError {
     /// The file could not be read.
-    #[error("cannot read lock file {path}: {source}")]
+    #[error("cannot read lock file {path}")]
     Read {
         /// The lock file.
         path: String,

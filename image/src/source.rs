@@ -19,7 +19,7 @@ pub enum SourceError {
         message: String,
     },
     /// A file operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,
