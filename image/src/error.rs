@@ -30,6 +30,9 @@ pub enum BuildError {
         /// What is wrong with it.
         source: ElfError,
     },
+    /// The expected measurements could not be computed.
+    #[error("measuring the image: {0}")]
+    Measure(String),
     /// The Rust target for the static build is not installed.
     #[error("the Rust target {0} is not installed: run `rustup target add {0}`")]
     MissingTarget(String),

@@ -19,11 +19,14 @@ mod inputs;
 mod launch;
 mod lock;
 mod manifest;
+mod measure;
 mod node_build;
 mod pipeline;
 mod source;
 
 pub use tessella_measurements as measurements;
+
+pub use measure::{MeasureStep, POLICY_ENTRY_ID};
 
 pub use appliance::{
     appliance_initrd, module_path, modules_list, CMDLINE, DEFAULT_NODE_TOML, EMPTY_DIRS,

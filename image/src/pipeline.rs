@@ -1,9 +1,9 @@
 //! The build as an ordered list of named steps over one shared context.
 //!
-//! Standard order: `fetch` → `node` → `initrd` → `artefacts` → `hash` →
-//! `manifest`. A later step (e.g. `measure`, which reads the artefacts and
-//! fills [`BuildContext::measurements`]) is inserted with
-//! [`Pipeline::insert_before`]`("manifest", ..)`.
+//! Standard order: `fetch` → `node` → `initrd` → `artefacts` → `measure` →
+//! `hash` → `manifest`. `measure` reads the artefacts, writes the expected
+//! measurements next to them and fills [`BuildContext::measurements`]; other
+//! steps can be added with [`Pipeline::insert_before`].
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,8 @@ pub const ARTEFACTS: &[&str] = &[
     "initrd.cpio",
     "launch-dev.sh",
     "launch-tdx.sh",
+    "measurement-events.json",
+    "measurements.json",
     "vmlinuz",
 ];
 
@@ -180,7 +182,7 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// fetch, node, initrd, artefacts, hash, manifest.
+    /// fetch, node, initrd, artefacts, measure, hash, manifest.
     pub fn standard() -> Pipeline {
         Pipeline {
             steps: vec![
@@ -188,6 +190,7 @@ impl Pipeline {
                 Box::new(NodeStep),
                 Box::new(InitrdStep),
                 Box::new(ArtefactsStep),
+                Box::new(crate::measure::MeasureStep),
                 Box::new(HashStep),
                 Box::new(ManifestStep),
             ],

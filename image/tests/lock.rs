@@ -25,12 +25,12 @@ fn the_shipped_lock_pins_what_the_design_says() {
     assert_eq!(kernel.size, 106_422_608);
     let ovmf = &lock.packages[1];
     assert_eq!(ovmf.name, "ovmf");
-    assert_eq!(ovmf.version, "2022.11-6+deb12u2");
+    assert_eq!(ovmf.version, "2025.02-8+deb13u1");
     assert_eq!(
         ovmf.sha256,
-        "e73d3d1a8799f7f6fc16b73501d913edcdd86237556fbff30693e747e6dc262e"
+        "78e0d54df11fc77406cb7a0bc9a39e5bca6d1cbe06556b91d9a73491c52decdf"
     );
-    assert_eq!(ovmf.size, 7_683_456);
+    assert_eq!(ovmf.size, 5_779_964);
     assert_eq!(lock.apt.mirror, "http://deb.debian.org/debian");
     assert_eq!(
         lock.apt.signed_by,
@@ -96,7 +96,7 @@ fn a_short_hash_is_refused_naming_the_package_field() {
 #[test]
 fn an_uppercase_hash_is_refused() {
     let text = LOCK.replacen(
-        "e73d3d1a8799f7f6fc16b73501d913edcdd86237556fbff30693e747e6dc262e",
+        "78e0d54df11fc77406cb7a0bc9a39e5bca6d1cbe06556b91d9a73491c52decdf",
         "E73D3D1A8799F7F6FC16B73501D913EDCDD86237556FBFF30693E747E6DC262E",
         1,
     );
@@ -111,10 +111,7 @@ fn unknown_fields_are_refused_everywhere() {
     for (anchor, extra) in [
         ("kernel_release =", "colour = \"blue\"\nkernel_release ="),
         ("mirror =", "mirrors = []\nmirror ="),
-        (
-            "suite = \"bookworm\"",
-            "suite = \"bookworm\"\nsha512 = \"00\"",
-        ),
+        ("suite = \"trixie\"", "suite = \"trixie\"\nsha512 = \"00\""),
         ("kind = \"firmware\"", "kind = \"firmware\"\ndest = \"x\""),
     ] {
         let text = LOCK.replacen(anchor, extra, 1);

@@ -10,7 +10,15 @@ fn the_standard_order_and_insertion_before_a_named_step() {
     let mut p = Pipeline::standard();
     assert_eq!(
         p.names(),
-        ["fetch", "node", "initrd", "artefacts", "hash", "manifest"]
+        [
+            "fetch",
+            "node",
+            "initrd",
+            "artefacts",
+            "measure",
+            "hash",
+            "manifest"
+        ]
     );
     assert!(p.insert_before("manifest", Box::new(FakeMeasure)));
     assert_eq!(
@@ -20,6 +28,7 @@ fn the_standard_order_and_insertion_before_a_named_step() {
             "node",
             "initrd",
             "artefacts",
+            "measure",
             "hash",
             "measure",
             "manifest"
@@ -28,7 +37,7 @@ fn the_standard_order_and_insertion_before_a_named_step() {
     assert!(!p.insert_before("no-such-step", Box::new(FakeMeasure)));
 }
 
-/// Stands in for the integrator's measure step.
+/// Stands in for a measure step, without real artefacts.
 struct FakeMeasure;
 impl Step for FakeMeasure {
     fn name(&self) -> &'static str {

@@ -147,9 +147,16 @@ pub struct ApplianceMeasurements {
     pub notes: Vec<String>,
 }
 
+/// The one field of `tessella-image`'s `image.json` this module needs:
+/// `vm.ram_mib` (the format itself belongs to the image builder).
 #[derive(Deserialize)]
 struct ManifestShape {
-    memory_mib: Option<u64>,
+    vm: Option<VmShape>,
+}
+
+#[derive(Deserialize)]
+struct VmShape {
+    ram_mib: Option<u64>,
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, ApplianceError> {
@@ -179,8 +186,9 @@ impl ApplianceInputs {
                 let shape: ManifestShape = serde_json::from_slice(&bytes)
                     .map_err(|e| ApplianceError::Manifest(e.to_string()))?;
                 let mib = shape
-                    .memory_mib
-                    .ok_or_else(|| ApplianceError::Manifest("no memory_mib".into()))?;
+                    .vm
+                    .and_then(|vm| vm.ram_mib)
+                    .ok_or_else(|| ApplianceError::Manifest("no vm.ram_mib".into()))?;
                 mib.checked_mul(1 << 20)
                     .ok_or_else(|| ApplianceError::Manifest("memory_mib too large".into()))?
             }
@@ -333,8 +341,11 @@ mod tests {
         assert!(err.to_string().contains("cmdline"), "{err}");
         let err = ApplianceInputs::from_dir(dir.path(), None).expect_err("no manifest");
         assert!(err.to_string().contains("image.json"), "{err}");
-        std::fs::write(dir.path().join(files::MANIFEST), b"{\"memory_mib\": \"x\"}")
-            .expect("write");
+        std::fs::write(
+            dir.path().join(files::MANIFEST),
+            b"{\"vm\": {\"ram_mib\": \"x\"}}",
+        )
+        .expect("write");
         let err = ApplianceInputs::from_dir(dir.path(), None).expect_err("bad manifest");
         assert!(matches!(err, ApplianceError::Manifest(_)), "{err}");
     }

@@ -23,7 +23,7 @@ fn appliance(dir: &Path, initrd: &[u8]) {
     }
     std::fs::write(dir.join("initrd.cpio"), initrd).expect("initrd");
     std::fs::write(dir.join("cmdline"), "console=ttyS0 panic=-1").expect("cmdline");
-    std::fs::write(dir.join("image.json"), r#"{"memory_mib": 1024}"#).expect("manifest");
+    std::fs::write(dir.join("image.json"), r#"{"vm": {"ram_mib": 1024}}"#).expect("manifest");
 }
 
 fn registers(dir: &Path, extra: &[&str]) -> (serde_json::Value, MeasurementPolicy) {

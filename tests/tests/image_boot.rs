@@ -41,8 +41,14 @@ impl Guest {
         };
         let (tx, lines) = mpsc::channel();
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -190,7 +196,9 @@ fn tcg_boot_reaches_ready() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let boot_secs = started.elapsed().as_secs_f64();
-    println!("figure: TCG boot (OVMF, 2 vCPUs emulated) to /ready: {boot_secs:.1} s (target <= 15 s)");
+    println!(
+        "figure: TCG boot (OVMF, 2 vCPUs emulated) to /ready: {boot_secs:.1} s (target <= 15 s)"
+    );
     assert!(ready.contains("\"ready\":true"), "{ready}");
 
     // The deployment config came from the host through fw_cfg, unbound (dev boot).
@@ -230,12 +238,7 @@ fn probe(image: &Path, memory_mib: u64) -> Vec<u8> {
         .arg(format!("{cmdline} tessella.probe=boot-params"));
     let mut guest = Guest::spawn(cmd);
     let line = guest.wait_for_line("tessella-probe boot-params ", scaled(90));
-    let hex = line
-        .rsplit(' ')
-        .next()
-        .expect("hex")
-        .trim()
-        .to_string();
+    let hex = line.rsplit(' ').next().expect("hex").trim().to_string();
     hex::decode(hex).expect("probe hex")
 }
 

@@ -58,7 +58,7 @@ enum Command {
     Image {
         /// The directory `tessella-image build` wrote.
         dir: PathBuf,
-        /// Guest RAM in MiB (default: `memory_mib` from the directory's image.json).
+        /// Guest RAM in MiB (default: `vm.ram_mib` from the directory's image.json).
         #[arg(long)]
         memory_mib: Option<u64>,
         /// The deployment config to pin as MRCONFIGID (SHA-384 of its bytes).
