@@ -5,14 +5,17 @@
 //!   node's `/ready` answers 200 from the host through user networking with a
 //!   forwarded port, and the admin API serves `/v1/status` with the token the
 //!   dev boot printed. Prints the boot-to-ready time.
-//! - `setup_header_probe_matches_model`: the same kernel and initrd booted
-//!   without UEFI firmware, so the kernel's `boot_params` carry QEMU's patched
-//!   setup header unchanged; the probe in PID-1 mode prints it and the fields
-//!   QEMU writes must equal `tessella_measurements::bzimage`'s model, for RAM
-//!   below and above q35's 2.75 GiB split.
+//! - `setup_header_model_matches_qemu_fw_cfg`: QEMU boots the image's kernel
+//!   and initrd with a tiny probe BIOS (`tests/probe/fw-cfg-setup.S`) that
+//!   prints the setup blob QEMU hands the firmware through fw_cfg; it must equal
+//!   `tessella_measurements::bzimage`'s patch model byte for byte (that blob is
+//!   what OVMF loads and measures into RTMR1 on QEMU before 10.0), for RAM below
+//!   and above q35's 2.75 GiB split. (A booted guest cannot show QEMU's values:
+//!   SeaBIOS' loader rewrites `ramdisk_image` and the EFI stub builds its own
+//!   `boot_params`.)
 //!
-//! Needs a built image (`tessella_tests::image_dir()`) and `qemu-system-x86_64`
-//! (./scripts/test.sh provides both).
+//! Needs a built image (`tessella_tests::image_dir()`), `qemu-system-x86_64`
+//! (./scripts/test.sh provides both) and GNU binutils (`as`, `ld`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -21,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tessella_measurements::{qemu_patched_fields, QemuDirectBoot};
+use tessella_measurements::{qemu_patched_fields, qemu_patched_kernel, QemuDirectBoot};
 
 /// A running QEMU whose console lines arrive on a channel; killed on drop.
 struct Guest {
@@ -224,70 +227,107 @@ fn tcg_boot_reaches_ready() {
     assert!(body.contains("\"mode\":\"dev\""), "{body}");
 }
 
-fn probe(image: &Path, memory_mib: u64) -> Vec<u8> {
+/// Assemble `tests/probe/fw-cfg-setup.S` into a 64 KiB BIOS image.
+fn probe_bios(dir: &Path) -> std::path::PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("probe/fw-cfg-setup.S");
+    let object = dir.join("probe.o");
+    let bios = dir.join("probe.bin");
+    for (tool, args) in [
+        (
+            "as",
+            vec![
+                "--32".into(),
+                "-o".into(),
+                object.clone().into_os_string(),
+                source.into_os_string(),
+            ],
+        ),
+        (
+            "ld",
+            vec![
+                "-m".into(),
+                "elf_i386".into(),
+                "-Ttext".into(),
+                "0".into(),
+                "--oformat".into(),
+                "binary".into(),
+                "-o".into(),
+                bios.clone().into_os_string(),
+                object.clone().into_os_string(),
+            ],
+        ),
+    ] {
+        let out = Command::new(tool)
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {tool} (GNU binutils): {e}"));
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(&bios).expect("probe bios").len(),
+        0x10000,
+        "the probe BIOS must be exactly 64 KiB"
+    );
+    bios
+}
+
+/// Boot QEMU with the probe as its BIOS; returns setup-blob bytes 0x1f1..0x290.
+fn probe(bios: &Path, image: &Path, memory_mib: u64) -> Vec<u8> {
     let cmdline = std::fs::read_to_string(image.join("cmdline")).expect("cmdline");
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-machine", "q35", "-accel", "tcg", "-m"])
         .arg(format!("{memory_mib}M"))
         .args(["-smp", "1", "-nodefaults", "-nographic", "-serial", "stdio"])
-        .args(["-no-reboot", "-kernel"])
+        .args(["-no-reboot", "-bios"])
+        .arg(bios)
+        .arg("-kernel")
         .arg(image.join("vmlinuz"))
         .arg("-initrd")
         .arg(image.join("initrd.cpio"))
         .arg("-append")
-        .arg(format!("{cmdline} tessella.probe=boot-params"));
+        .arg(cmdline);
     let mut guest = Guest::spawn(cmd);
-    let line = guest.wait_for_line("tessella-probe boot-params ", scaled(90));
+    let line = guest.wait_for_line("tessella-probe fw-cfg-setup ", scaled(30));
     let hex = line.rsplit(' ').next().expect("hex").trim().to_string();
     hex::decode(hex).expect("probe hex")
 }
 
 #[test]
-fn setup_header_probe_matches_model() {
+fn setup_header_model_matches_qemu_fw_cfg() {
     let image = tessella_tests::image_dir();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bios = probe_bios(tmp.path());
     let kernel = std::fs::read(image.join("vmlinuz")).expect("kernel");
     let initrd_size = std::fs::metadata(image.join("initrd.cpio"))
         .expect("initrd")
         .len();
-    let u32_at = |b: &[u8], off: usize| {
-        let i = off - 0x1f1;
-        u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
-    };
+    // 1 GiB: all RAM below 4 GiB; 3 GiB: q35 splits at 2 GiB (>= 2.75 GiB).
     for memory_mib in [1024u64, 3072] {
-        let header = probe(&image, memory_mib);
-        assert_eq!(header.len(), 0x290 - 0x1f1, "probe length");
-        let model = qemu_patched_fields(
-            &kernel,
-            &QemuDirectBoot {
-                memory_bytes: memory_mib << 20,
-                initrd_size: Some(initrd_size),
-            },
-        )
-        .expect("model");
-        let seen = (
-            header[0x210 - 0x1f1],
-            header[0x211 - 0x1f1],
-            u32_at(&header, 0x218),
-            u32_at(&header, 0x21c),
-            u16::from_le_bytes([header[0x224 - 0x1f1], header[0x225 - 0x1f1]]),
-            u32_at(&header, 0x228),
-        );
-        let expected = (
-            model.type_of_loader,
-            model.loadflags,
-            model.ramdisk_image,
-            model.ramdisk_size,
-            model.heap_end_ptr,
-            model.cmd_line_ptr,
-        );
+        let seen = probe(&bios, &image, memory_mib);
+        let boot = QemuDirectBoot {
+            memory_bytes: memory_mib << 20,
+            initrd_size: Some(initrd_size),
+        };
+        let model = qemu_patched_kernel(&kernel, &boot).expect("model");
         assert_eq!(
-            seen, expected,
-            "{memory_mib} MiB: (type_of_loader, loadflags, ramdisk_image, ramdisk_size, \
-             heap_end_ptr, cmd_line_ptr) seen by the guest vs the model"
+            hex::encode(&seen),
+            hex::encode(&model[0x1f1..0x290]),
+            "{memory_mib} MiB: setup header QEMU put in fw_cfg vs the model"
         );
-        // The rest of the header is the file's own (QEMU patched nothing else).
-        for off in 0x1f1..0x210 {
-            assert_eq!(header[off - 0x1f1], kernel[off], "header byte {off:#x}");
-        }
+        // And the model did patch something: the file's own header differs.
+        assert_ne!(&seen[..], &kernel[0x1f1..0x290]);
+        let fields = qemu_patched_fields(&kernel, &boot).expect("fields");
+        let ramdisk_image = u32::from_le_bytes([
+            seen[0x218 - 0x1f1],
+            seen[0x219 - 0x1f1],
+            seen[0x21a - 0x1f1],
+            seen[0x21b - 0x1f1],
+        ]);
+        assert_eq!(ramdisk_image, fields.ramdisk_image);
+        println!("{memory_mib} MiB: QEMU put the initrd at {ramdisk_image:#x}, as modelled");
     }
 }
