@@ -6,17 +6,15 @@
 //!
 //! 1. mounts proc, sysfs, devtmpfs on `/dev`, tmpfs on `/tmp` and `/run`
 //!    ([`mounts::EARLY`]);
-//! 2. if the kernel command line has `tessella.probe=boot-params`, prints the
-//!    setup header ([`probe`]);
-//! 3. loads the kernel modules listed in the modules file
+//! 2. loads the kernel modules listed in the modules file
 //!    ([`modules`]; its path is `guest.modules_file` of the image's
 //!    `/etc/tessella/node.toml`, since the host's config can only be read
 //!    once `qemu_fw_cfg` is loaded);
-//! 4. mounts configfs on `/sys/kernel/config` (a failure is logged: only TDX
+//! 3. mounts configfs on `/sys/kernel/config` (a failure is logged: only TDX
 //!    quotes need it);
-//! 5. reads the config: the host's through fw_cfg, else the image's
+//! 4. reads the config: the host's through fw_cfg, else the image's
 //!    ([`fwcfg`]), and loads it like `run` does;
-//! 6. brings the network up ([`netif`]).
+//! 5. brings the network up ([`netif`]).
 //!
 //! The caller (the binary) then checks the config against MRCONFIGID
 //! ([`crate::configid`]) and starts the node as `run` would. Whatever fails
@@ -28,7 +26,6 @@
 //! ```text
 //! tessella-init: starting tessella-node <version> as PID 1
 //! tessella-init: mounted /proc /sys /dev /tmp /run
-//! tessella-probe boot-params <hex of boot_params[0x1f1..0x290]>   (only with the flag)
 //! tessella-init: loaded module <path>          | optional module <path> not loaded: <error>
 //! tessella-init: loaded <n> of <m> modules from <modules file>
 //! tessella-init: mounted configfs on /sys/kernel/config
@@ -52,7 +49,6 @@ pub mod linux;
 pub mod modules;
 pub mod mounts;
 pub mod netif;
-pub mod probe;
 
 use std::io;
 use std::net::IpAddr;
@@ -73,11 +69,8 @@ pub const CONSOLE_PREFIX: &str = "tessella-init: ";
 /// The line printed once the node serves (the boot test waits for it).
 pub const READY_LINE: &str = "tessella-init: node ready";
 
-/// Largest modules file or command line read, in bytes.
+/// Largest modules file read, in bytes.
 const MAX_SMALL_FILE: usize = 64 * 1024;
-
-/// Largest `boot_params` read (it is one 4 KiB page).
-const MAX_BOOT_PARAMS: usize = 64 * 1024;
 
 /// The system calls PID 1 makes. Errors are `io::Error`s so that the real
 /// errno (`EEXIST`, `EBUSY`, ...) reaches the sequencing logic.
@@ -203,7 +196,7 @@ fn is_errno(e: &io::Error, errno: nix::errno::Errno) -> bool {
     e.raw_os_error() == Some(errno as i32)
 }
 
-/// Steps 1 to 6 of the module documentation. `env` are the process's
+/// Steps 1 to 5 of the module documentation. `env` are the process's
 /// `TESSELLA_*` variables (the kernel passes unrecognised `name=value` words
 /// of its command line to PID 1 as environment).
 pub fn boot(sys: &mut dyn System, env: &[(String, String)]) -> Result<Booted, InitError> {
@@ -212,7 +205,6 @@ pub fn boot(sys: &mut dyn System, env: &[(String, String)]) -> Result<Booted, In
         env!("CARGO_PKG_VERSION")
     ));
     mount_early(sys)?;
-    run_probe(sys);
 
     // The image's config names the modules file; it is also the fallback config.
     let image_path = Path::new(fwcfg::IMAGE_CONFIG);
@@ -302,31 +294,6 @@ fn mount_early(sys: &mut dyn System) -> Result<(), InitError> {
     let targets: Vec<&str> = mounts::EARLY.iter().map(|m| m.target).collect();
     sys.console(&format!("mounted {}", targets.join(" ")));
     Ok(())
-}
-
-/// The boot-params probe; never fatal (it is a diagnostic).
-fn run_probe(sys: &mut dyn System) {
-    let cmdline = match sys.read_file(Path::new(probe::CMDLINE_PATH), MAX_SMALL_FILE) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-        Err(e) => {
-            sys.console(&format!(
-                "warning: cannot read {}: {e}",
-                probe::CMDLINE_PATH
-            ));
-            return;
-        }
-    };
-    if !probe::wants_boot_params(&cmdline) {
-        return;
-    }
-    let line = sys
-        .read_file(Path::new(probe::BOOT_PARAMS_PATH), MAX_BOOT_PARAMS)
-        .map_err(|e| format!("cannot read {}: {e}", probe::BOOT_PARAMS_PATH))
-        .and_then(|bytes| probe::boot_params_line(&bytes));
-    match line {
-        Ok(line) => sys.console_raw(&line),
-        Err(e) => sys.console_raw(&format!("{} error: {e}", probe::PROBE_PREFIX)),
-    }
 }
 
 fn load_modules(sys: &mut dyn System, modules_file: &Path) -> Result<(), InitError> {

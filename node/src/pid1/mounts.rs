@@ -23,7 +23,7 @@ pub struct Mount {
 }
 
 /// Mounted before anything else, in this order (`/sys` must precede
-/// `/sys/kernel/config`; `/proc` is needed for the boot probe).
+/// `/sys/kernel/config`).
 pub const EARLY: [Mount; 5] = [
     Mount {
         source: "proc",

@@ -28,7 +28,6 @@ struct Fake {
 impl Fake {
     fn new() -> Fake {
         let mut f = Fake::default();
-        f.file("/proc/cmdline", b"console=ttyS0 panic=-1\n");
         f.file(
             MODULES,
             b"/lib/modules/k/failover.ko.xz\n/lib/modules/k/virtio_net.ko.xz\n\
@@ -45,13 +44,6 @@ impl Fake {
 
     fn has_line(&self, needle: &str) -> bool {
         self.console.iter().any(|l| l.contains(needle))
-    }
-
-    fn position(&self, event: &str) -> usize {
-        self.events
-            .iter()
-            .position(|e| e == event)
-            .unwrap_or_else(|| panic!("no event {event:?} in {:?}", self.events))
     }
 }
 
@@ -145,7 +137,6 @@ fn boots_in_order_with_the_hosts_config() {
         "mount /dev",
         "mount /tmp",
         "mount /run",
-        "read /proc/cmdline",
         "read /etc/tessella/node.toml",
         "read /etc/tessella/modules",
         "module /lib/modules/k/failover.ko.xz",
@@ -363,49 +354,4 @@ fn waits_a_bounded_time_for_the_interface() {
     boot(&mut sys, &no_env()).expect("boot");
     assert!(!sys.events.iter().any(|e| e.starts_with("route")));
     assert!(sys.has_line("eth0 up 10.0.2.15/24 (no default route)"));
-}
-
-#[test]
-fn boot_params_probe() {
-    let mut page = vec![0u8; 4096];
-    page[0x1f1] = 0xab;
-    page[0x210] = 0xb0; // type_of_loader as QEMU sets it
-    page[0x28f] = 0xcd;
-    let mut sys = Fake::new();
-    sys.file(fwcfg::IMAGE_CONFIG, DEV_CONFIG.as_bytes());
-    sys.file(
-        "/proc/cmdline",
-        b"console=ttyS0 tessella.probe=boot-params panic=-1\n",
-    );
-    sys.file(probe::BOOT_PARAMS_PATH, &page);
-    boot(&mut sys, &no_env()).expect("boot");
-    let line = sys
-        .console
-        .iter()
-        .find(|l| l.starts_with("tessella-probe boot-params "))
-        .expect("probe line");
-    let hex = line.rsplit(' ').next().unwrap_or_default();
-    let bytes = hex::decode(hex).expect("hex");
-    assert_eq!(bytes.len(), 0x290 - 0x1f1);
-    assert_eq!(bytes[0], 0xab);
-    assert_eq!(bytes[0x210 - 0x1f1], 0xb0);
-    assert_eq!(bytes[bytes.len() - 1], 0xcd);
-    // Printed before any module is loaded (normal start-up continues after).
-    let probe_at = sys.position("read /sys/kernel/boot_params/data");
-    assert!(probe_at < sys.position("module /lib/modules/k/failover.ko.xz"));
-
-    // Unreadable boot_params: an error line, boot goes on.
-    let mut sys = Fake::new();
-    sys.file(fwcfg::IMAGE_CONFIG, DEV_CONFIG.as_bytes());
-    sys.file("/proc/cmdline", b"tessella.probe=boot-params");
-    boot(&mut sys, &no_env()).expect("boot");
-    assert!(
-        sys.has_line("tessella-probe boot-params error: cannot read /sys/kernel/boot_params/data")
-    );
-
-    // Without the flag, boot_params is not read.
-    let mut sys = Fake::new();
-    sys.file(fwcfg::IMAGE_CONFIG, DEV_CONFIG.as_bytes());
-    boot(&mut sys, &no_env()).expect("boot");
-    assert!(!sys.events.iter().any(|e| e.contains("boot_params")));
 }
