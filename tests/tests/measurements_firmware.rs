@@ -3,7 +3,8 @@
 //! volume carries `TdTcg2Dxe`, i.e. measures the boot into RTMRs; bookworm's
 //! 2022.11 build has TDVF metadata but no CC measurement driver).
 //!
-//! Run with `TESSELLA_IMAGE_INPUTS=/work/dev-inputs` (or after `tessella-image fetch`).
+//! Needs the pinned image inputs (`cargo run -p tessella-image -- fetch`, or
+//! `TESSELLA_IMAGE_INPUTS=DIR`).
 
 use tessella_measurements::{MrtdOrder, SectionKind, Tdvf};
 

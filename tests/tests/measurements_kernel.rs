@@ -2,8 +2,8 @@
 //! kernel's own Secure Boot signature, QEMU's setup-header patch, RTMR1 and
 //! RTMR2 of a direct boot, and robustness of the PE parser on mutated input.
 //!
-//! Needs the pinned image inputs (`TESSELLA_IMAGE_INPUTS=/work/dev-inputs` or
-//! `cargo run -p tessella-image -- fetch`).
+//! Needs the pinned image inputs (`cargo run -p tessella-image -- fetch`, or
+//! `TESSELLA_IMAGE_INPUTS=DIR`).
 
 use tessella_measurements::authenticode::parse_pe;
 use tessella_measurements::boot::{load_options, rtmr1_events_for, TdvfLayout};

@@ -58,7 +58,7 @@ enum Command {
     Build {
         #[command(flatten)]
         common: Common,
-        /// Use the inputs dir as it is instead of fetching (e.g. /work/dev-inputs).
+        /// Use the inputs dir as it is instead of fetching (offline; its inputs.json hashes are still checked).
         #[arg(long)]
         no_fetch: bool,
         /// The output dir (default: <source>/target/tessella-image/out).
