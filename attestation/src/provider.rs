@@ -313,6 +313,8 @@ impl ConfigfsTsm {
 
     /// Makes a fresh, uniquely named entry, removed when the guard drops.
     fn create_entry(&self) -> Result<Entry<'_>, ProviderError> {
+        /// Linux's "no such device or address" errno.
+        const ENXIO: i32 = 6;
         let pid = std::process::id();
         let mut attempt = 0;
         loop {
@@ -325,8 +327,12 @@ impl ConfigfsTsm {
                         path,
                     })
                 }
-                // mkdir under a missing directory: there is no configfs-tsm.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // mkdir under a missing directory: there is no configfs-tsm;
+                // ENXIO: the tsm module is loaded but no TEE driver (tdx-guest)
+                // registered with it, as off a TD.
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(ENXIO) =>
+                {
                     return Err(ProviderError::Unavailable {
                         root: self.root.clone(),
                         source: e,
@@ -544,6 +550,8 @@ mod tests {
         races: AtomicU32,
         /// `create_dir` calls left that fail with `AlreadyExists`.
         collisions: AtomicU32,
+        /// `create_dir` fails with ENXIO (tsm loaded, no TEE provider).
+        no_provider: AtomicBool,
         /// Reading `outblob` fails, as when the host's QGS is unreachable.
         outblob_error: AtomicBool,
         /// Writing `inblob` yields an empty `outblob`.
@@ -564,6 +572,7 @@ mod tests {
                 provider: Mutex::new(b"tdx_guest\n".to_vec()),
                 races: AtomicU32::new(0),
                 collisions: AtomicU32::new(0),
+                no_provider: AtomicBool::new(false),
                 outblob_error: AtomicBool::new(false),
                 empty_outblob: AtomicBool::new(false),
                 outblob_len: AtomicUsize::new(0),
@@ -591,6 +600,9 @@ mod tests {
             self.create_calls.fetch_add(1, Ordering::SeqCst);
             if Self::take(&self.collisions) {
                 return Err(io::ErrorKind::AlreadyExists.into());
+            }
+            if self.no_provider.load(Ordering::SeqCst) {
+                return Err(io::Error::from_raw_os_error(6));
             }
             std::fs::create_dir(path)?;
             let provider = self.provider.lock().expect("lock").clone();
@@ -754,6 +766,17 @@ mod tests {
             GENERATION_ATTEMPTS as usize
         );
         assert!(entries_left(&dir).is_empty());
+    }
+
+    #[test]
+    fn tsm_without_a_tee_driver_is_unavailable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = FakeTsm::new();
+        fake.no_provider.store(true, Ordering::SeqCst);
+        let tsm = ConfigfsTsm::with_fs(dir.path(), fake.clone());
+        let err = tsm.quote(&report_data(7)).expect_err("no TEE driver");
+        assert_eq!(err.code(), "tsm_unavailable", "{err:?}");
+        assert!(err.to_string().contains("tdx-guest"), "{err}");
     }
 
     #[test]
