@@ -1,9 +1,17 @@
 //! The launch scripts written next to the image.
 //!
-//! `launch-tdx.sh CONFIG` boots the image as an Intel TDX guest (KVM) with
-//! MRCONFIGID = SHA-384 of the config file, which the guest reads through
-//! fw_cfg. `launch-dev.sh [CONFIG]` boots the same kernel and initrd under
-//! software emulation (TCG, no TDX) to check that the image starts.
+//! `launch-tdx.sh CONFIG [FILE...]` boots the image as an Intel TDX guest
+//! (KVM) with MRCONFIGID = SHA-384 of the config file, which the guest reads
+//! through fw_cfg. `launch-dev.sh [CONFIG [FILE...]]` boots the same kernel
+//! and initrd under software emulation (TCG, no TDX) to check that the image
+//! starts.
+//!
+//! Each FILE (a measurement policy, trusted issuers) goes to the guest as
+//! the fw_cfg item `opt/tessella/files/<base name>` ([`FW_CFG_FILES_PREFIX`]);
+//! the guest's PID 1 copies it to `/run/tessella/<base name>` only if the
+//! config's `[guest.files]` pins that name to the file's SHA-384, which the
+//! scripts print. Base names follow the config's rule (1 to
+//! [`MAX_FILE_NAME`] characters of `A-Z a-z 0-9 . _ -`).
 //!
 //! The RAM size is baked in: it is part of the measurement (the TD HOB and
 //! the kernel setup header QEMU patches), so a different `RAM_MIB` is refused
@@ -17,6 +25,17 @@ pub const GUEST_ADMIN_PORT: u16 = 7300;
 pub const GUEST_QUIC_PORT: u16 = 7946;
 /// fw_cfg name under which the node config is passed.
 pub const FW_CFG_CONFIG_NAME: &str = "opt/tessella/node.toml";
+/// fw_cfg name prefix of the deployment files (`tessella-node`'s
+/// `pid1::files::FW_CFG_FILES_PREFIX`).
+pub const FW_CFG_FILES_PREFIX: &str = "opt/tessella/files/";
+/// Longest deployment file name (the node's `config::MAX_GUEST_FILE_NAME`:
+/// fw_cfg names are at most 55 bytes).
+pub const MAX_FILE_NAME: usize = 36;
+/// Most deployment files (the node's `config::MAX_GUEST_FILES`).
+pub const MAX_FILES: usize = 16;
+/// Largest deployment file the guest accepts, in bytes (the node's
+/// `pid1::files::MAX_FILE_BYTES`).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 fn common_head(name: &str, purpose: &str, usage: &str, vm: VmShape) -> String {
     format!(
@@ -81,22 +100,81 @@ check_config() {
 }
 "#;
 
+/// `add_files CONFIG FILE...`: checks each FILE, prints its SHA-384 and
+/// appends its `-fw_cfg` option to the array `file_args`.
+fn files_check() -> String {
+    format!(
+        r#"
+# Deployment files: each FILE reaches the guest as fw_cfg {prefix}<base name>;
+# the guest's PID 1 writes it to /run/tessella/<base name> only if the
+# config's [guest.files] pins that name to the file's sha384.
+name_chars='ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-'
+file_args=()
+add_files() {{
+    local config="$1" f name size sha seen=" "
+    shift
+    if [[ $# -gt {max_files} ]]; then
+        echo "$me: $# files: the guest accepts at most {max_files}" >&2
+        exit 2
+    fi
+    for f in "$@"; do
+        if [[ ! -f "$f" ]]; then
+            echo "$me: no file $f" >&2
+            exit 2
+        fi
+        if [[ "$f" == *,* ]]; then
+            echo "$me: the file path must not contain a comma (QEMU option syntax): $f" >&2
+            exit 2
+        fi
+        name="$(basename -- "$f")"
+        if [[ ${{#name}} -lt 1 || ${{#name}} -gt {max_name} || "$name" == . || "$name" == .. || -n "${{name//[$name_chars]/}}" ]]; then
+            echo "$me: file name '$name' ($f) must be 1 to {max_name} characters of A-Z a-z 0-9 . _ - (it becomes fw_cfg {prefix}$name and /run/tessella/$name in the guest); copy or rename the file" >&2
+            exit 2
+        fi
+        if [[ "$seen" == *" $name "* ]]; then
+            echo "$me: two files are named $name: each base name must be unique" >&2
+            exit 2
+        fi
+        seen+="$name "
+        size="$(stat -c %s -- "$f")"
+        if [[ "$size" -gt {max_bytes} ]]; then
+            echo "$me: file $f is $size bytes: the guest accepts at most {max_bytes}" >&2
+            exit 2
+        fi
+        sha="$(sha384sum -- "$f" | cut -d' ' -f1)"
+        echo "$me: file $f as fw_cfg {prefix}$name, sha384 $sha" >&2
+        if [[ -n "$config" ]] && ! grep -qi -- "$sha" "$config"; then
+            echo "$me: warning: $config does not contain this sha384: its [guest.files] must pin \"$name\" = \"$sha\" or the guest refuses the file" >&2
+        fi
+        file_args+=(-fw_cfg "name={prefix}$name,file=$f")
+    done
+}}
+"#,
+        prefix = FW_CFG_FILES_PREFIX,
+        max_files = MAX_FILES,
+        max_name = MAX_FILE_NAME,
+        max_bytes = MAX_FILE_BYTES,
+    )
+}
+
 /// The text of `launch-tdx.sh` for an image of shape `vm`.
 pub fn tdx_script(vm: VmShape) -> String {
     let mut s = common_head(
         "launch-tdx.sh",
         "boot the tessella appliance as an Intel TDX guest (KVM).",
-        "CONFIG.toml   (MRCONFIGID = SHA-384 of this file; the guest reads it via fw_cfg)",
+        "CONFIG.toml [FILE...]\n#   CONFIG.toml  MRCONFIGID = SHA-384 of this file; the guest reads it via fw_cfg\n#   FILE         a deployment file (policy, issuers) for /run/tessella/<its name>;\n#                the config's [guest.files] must pin its sha384 (printed here)",
         vm,
     );
     s.push_str(CONFIG_CHECK);
+    s.push_str(&files_check());
     s.push_str(&format!(
         r#"
-if [[ $# -ne 1 ]]; then
-    echo "usage: $me CONFIG.toml" >&2
+if [[ $# -lt 1 ]]; then
+    echo "usage: $me CONFIG.toml [FILE...]" >&2
     exit 2
 fi
 config="$1"
+shift
 check_config "$config"
 
 # MRCONFIGID: the SHA-384 of the config file bytes; QEMU takes the 48 bytes
@@ -104,6 +182,7 @@ check_config "$config"
 config_sha384="$(sha384sum "$config" | cut -d' ' -f1)"
 mrconfigid="$(printf '%b' "$(printf '%s' "$config_sha384" | sed 's/../\\x&/g')" | base64 -w0)"
 echo "$me: config $config sha384 $config_sha384" >&2
+add_files "$config" "$@"
 
 tdx_object="$(printf '{{"qom-type":"tdx-guest","id":"tdx","mrconfigid":"%s","quote-generation-socket":{{"type":"vsock","cid":"2","port":"4050"}}}}' "$mrconfigid")"
 
@@ -119,6 +198,7 @@ exec "$qemu" \
     -initrd "$here/initrd.cpio" \
     -append "$(cat "$here/cmdline")" \
     -fw_cfg "name={fw_cfg},file=$config" \
+    "${{file_args[@]}}" \
     -netdev "user,id=n0,hostfwd=tcp:$admin_host:$admin_port-:$guest_admin_port,hostfwd=udp::$quic_port-:$guest_quic_port" \
     -device virtio-net-pci,netdev=n0,disable-legacy=on,iommu_platform=true,romfile= \
     -nodefaults \
@@ -136,20 +216,22 @@ pub fn dev_script(vm: VmShape) -> String {
     let mut s = common_head(
         "launch-dev.sh",
         "boot the tessella appliance under software emulation (TCG, no TDX).",
-        "[CONFIG.toml]   (without one, the image's built-in /etc/tessella/node.toml is used)\n#   USE_OVMF     1: boot through OVMF.fd (slower under TCG); default: QEMU's\n#                direct kernel boot without UEFI firmware",
+        "[CONFIG.toml [FILE...]]   (without a config, the image's built-in\n#                /etc/tessella/node.toml is used; FILE as for launch-tdx.sh)\n#   USE_OVMF     1: boot through OVMF.fd (slower under TCG); default: QEMU's\n#                direct kernel boot without UEFI firmware",
         vm,
     );
     s.push_str(CONFIG_CHECK);
+    s.push_str(&files_check());
     s.push_str(&format!(
         r#"
-if [[ $# -gt 1 ]]; then
-    echo "usage: $me [CONFIG.toml]" >&2
-    exit 2
-fi
 extra=()
-if [[ $# -eq 1 ]]; then
-    check_config "$1"
-    extra+=(-fw_cfg "name={fw_cfg},file=$1")
+if [[ $# -ge 1 ]]; then
+    config="$1"
+    shift
+    check_config "$config"
+    echo "$me: config $config sha384 $(sha384sum -- "$config" | cut -d' ' -f1)" >&2
+    extra+=(-fw_cfg "name={fw_cfg},file=$config")
+    add_files "$config" "$@"
+    extra+=("${{file_args[@]}}")
 fi
 if [[ "${{USE_OVMF:-0}}" == 1 ]]; then
     extra+=(-bios "$here/OVMF.fd")

@@ -41,7 +41,10 @@ pub use inputs::{
     check_inputs, extract_deb, extract_from_tar, fetch_inputs, FetchEvent, InputPackage,
     InputsManifest, TakenFile, INPUTS_FORMAT, INPUTS_MANIFEST, INPUTS_VERSION,
 };
-pub use launch::{dev_script, tdx_script, FW_CFG_CONFIG_NAME, GUEST_ADMIN_PORT, GUEST_QUIC_PORT};
+pub use launch::{
+    dev_script, tdx_script, FW_CFG_CONFIG_NAME, FW_CFG_FILES_PREFIX, GUEST_ADMIN_PORT,
+    GUEST_QUIC_PORT, MAX_FILES, MAX_FILE_BYTES, MAX_FILE_NAME,
+};
 pub use lock::{
     AptSource, LockError, LockFile, LockedPackage, ModuleEntry, Take, TakeKind, LOCK_FORMAT,
     LOCK_VERSION,

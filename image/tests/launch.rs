@@ -180,3 +180,166 @@ fn the_dev_script_uses_tcg_without_tdx_and_takes_ports_from_env() {
     assert!(after(&args, "-bios").ends_with("/OVMF.fd"));
     assert!(after(&args, "-fw_cfg").starts_with("name=opt/tessella/node.toml,file="));
 }
+
+/// Every `-fw_cfg` value, in order.
+fn fw_cfg_args(args: &str) -> Vec<&str> {
+    let lines: Vec<&str> = args.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0] == "-fw_cfg")
+        .map(|w| w[1])
+        .collect()
+}
+
+fn sha384_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA384, bytes))
+}
+
+#[test]
+fn deployment_files_go_to_fw_cfg_under_their_base_names() {
+    let dir = image_dir();
+    let sub = dir.path().join("deploy");
+    std::fs::create_dir(&sub).expect("dir");
+    let policy = sub.join("policy.json");
+    let issuers = sub.join("issuers.json");
+    std::fs::write(&policy, b"{\"policy\": 1}\n").expect("policy");
+    std::fs::write(&issuers, b"[]\n").expect("issuers");
+    // Independent: ring's SHA-384 of the bytes written.
+    let policy_sha = sha384_hex(b"{\"policy\": 1}\n");
+    let issuers_sha = sha384_hex(b"[]\n");
+    // The config pins the policy (upper case) but not the issuers.
+    let config = dir.path().join("prod.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[guest.files]\n\"policy.json\" = \"{}\"\n",
+            policy_sha.to_ascii_uppercase()
+        ),
+    )
+    .expect("config");
+    let path = |p: &Path| p.to_str().expect("utf8").to_string();
+    let (code, args, err) = run(
+        dir.path(),
+        "launch-tdx.sh",
+        &[&path(&config), &path(&policy), &path(&issuers)],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        fw_cfg_args(&args),
+        [
+            format!("name=opt/tessella/node.toml,file={}", config.display()),
+            format!(
+                "name=opt/tessella/files/policy.json,file={}",
+                policy.display()
+            ),
+            format!(
+                "name=opt/tessella/files/issuers.json,file={}",
+                issuers.display()
+            ),
+        ]
+    );
+    // Each file's digest is printed for the operator to pin.
+    assert!(
+        err.contains(&format!(
+            "launch-tdx.sh: file {} as fw_cfg opt/tessella/files/policy.json, sha384 {policy_sha}",
+            policy.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&format!("sha384 {issuers_sha}")), "{err}");
+    // A digest the config does not mention is warned about, not refused.
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(
+        warnings[0].contains(&format!("\"issuers.json\" = \"{issuers_sha}\"")),
+        "{err}"
+    );
+    // The -fw_cfg options come before the network options, after the config.
+    let lines: Vec<&str> = args.lines().collect();
+    let netdev = lines.iter().position(|l| *l == "-netdev").expect("netdev");
+    let last_fw_cfg = lines.iter().rposition(|l| *l == "-fw_cfg").expect("fw_cfg");
+    assert!(last_fw_cfg < netdev);
+
+    // The dev script takes the same FILE arguments after its config.
+    let (code, args, err) = run(
+        dir.path(),
+        "launch-dev.sh",
+        &[&path(&config), &path(&policy)],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        fw_cfg_args(&args),
+        [
+            format!("name=opt/tessella/node.toml,file={}", config.display()),
+            format!(
+                "name=opt/tessella/files/policy.json,file={}",
+                policy.display()
+            ),
+        ]
+    );
+    assert!(!err.contains("warning"), "{err}");
+}
+
+#[test]
+fn bad_deployment_files_are_refused() {
+    let dir = image_dir();
+    let config = dir.path().join("prod.toml");
+    std::fs::write(&config, "x = 1\n").expect("config");
+    let c = config.to_str().expect("utf8").to_string();
+    let make = |name: &str, bytes: &[u8]| {
+        let sub = dir.path().join(format!("d{}", name.len()));
+        std::fs::create_dir_all(&sub).expect("dir");
+        let p = sub.join(name);
+        std::fs::write(&p, bytes).expect("file");
+        p.to_str().expect("utf8").to_string()
+    };
+    let ok = make("ok.json", b"{}");
+    let longest = make(&"n".repeat(36), b"{}");
+    for script in ["launch-tdx.sh", "launch-dev.sh"] {
+        let (code, _, err) = run(dir.path(), script, &[&c, &ok, &longest], &[]);
+        assert_eq!(code, 0, "{script}: {err}");
+        let refused = |args: &[&str], needle: &str| {
+            let mut all = vec![c.as_str()];
+            all.extend_from_slice(args);
+            let (code, args, err) = run(dir.path(), script, &all, &[]);
+            assert_eq!(code, 2, "{script} {all:?}: {err}");
+            assert!(err.contains(needle), "{script} {all:?}: {err}");
+            assert!(args.is_empty(), "QEMU did not run");
+        };
+        refused(
+            &[&make(&"n".repeat(37), b"{}")],
+            "must be 1 to 36 characters",
+        );
+        refused(
+            &[&make("with space.json", b"{}")],
+            "must be 1 to 36 characters",
+        );
+        refused(&[&make("é.json", b"{}")], "must be 1 to 36 characters");
+        refused(&[&make("a=b", b"{}")], "must be 1 to 36 characters");
+        refused(&[&make("a,b", b"{}")], "must not contain a comma");
+        refused(
+            &[&format!("{}/nonexistent.json", dir.path().display())],
+            "no file ",
+        );
+        refused(&[dir.path().to_str().expect("utf8")], "no file ");
+        let other_ok = make(&format!("{}x", "o".repeat(7)), b"{}");
+        let dup = {
+            let sub = dir.path().join("dup");
+            std::fs::create_dir_all(&sub).expect("dir");
+            let p = sub.join("ok.json");
+            std::fs::write(&p, b"[]").expect("file");
+            p.to_str().expect("utf8").to_string()
+        };
+        refused(&[&ok, &other_ok, &dup], "two files are named ok.json");
+        // The guest's bounds: 1 MiB per file, 16 files.
+        let big = make("big.json", &vec![b' '; 1024 * 1024 + 1]);
+        refused(
+            &[&big],
+            "is 1048577 bytes: the guest accepts at most 1048576",
+        );
+        let many: Vec<&str> = std::iter::repeat_n(ok.as_str(), 17).collect();
+        refused(&many, "17 files: the guest accepts at most 16");
+    }
+}

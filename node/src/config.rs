@@ -23,7 +23,12 @@
 //! The structs also derive serde (`deny_unknown_fields`, defaults everywhere),
 //! so they can be embedded or printed; the loader above walks the TOML itself
 //! so that its errors can name keys.
+//!
+//! `[guest]` (including `[guest.files]`, the deployment files pinned by
+//! SHA-384) only concerns the image's PID 1 (`tessella-node init`); `run`
+//! parses and validates it but otherwise ignores it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -65,6 +70,7 @@ pub const KEYS: &[&str] = &[
     "guest.gateway",
     "guest.modules_file",
     "guest.link_timeout_ms",
+    "guest.files",
 ];
 
 const SECTIONS: &[&str] = &[
@@ -87,6 +93,17 @@ const MAX_LEEWAY: u64 = 300;
 const MAX_LINK_TIMEOUT_MS: u64 = 600_000;
 /// Linux's interface names are at most 15 bytes (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
+
+/// Most entries of `[guest.files]`: each may be 1 MiB, held in the guest's RAM.
+pub const MAX_GUEST_FILES: usize = 16;
+
+/// Longest `[guest.files]` name: a fw_cfg name is at most 55 bytes (QEMU's
+/// `FW_CFG_MAX_FILE_PATH` is 56 with the NUL) and `opt/tessella/files/`
+/// takes 19 of them.
+pub const MAX_GUEST_FILE_NAME: usize = 36;
+
+/// Length of a SHA-384 digest, in bytes.
+pub const SHA384_LEN: usize = 48;
 
 /// The environment variable for option `key` (`admin.listen` -> `TESSELLA_ADMIN_LISTEN`).
 pub fn env_name(key: &str) -> String {
@@ -403,6 +420,15 @@ pub struct GuestConfig {
     /// How long to wait for the interface to appear after the modules are
     /// loaded, in milliseconds. Default 10000; 1 to 600000.
     pub link_timeout_ms: u64,
+    /// `[guest.files]`: deployment files (the policy, the trusted issuers)
+    /// the host passes through fw_cfg as `opt/tessella/files/<name>`, each
+    /// pinned by the SHA-384 of its content. PID 1 copies them to
+    /// `/run/tessella/<name>` before the node starts and stops the boot if
+    /// one is missing or differs. The config is bound to MRCONFIGID in TDX
+    /// mode, so the files are bound through their pins. Names follow
+    /// [`check_guest_file_name`]; at most [`MAX_GUEST_FILES`]. Default none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, Sha384Digest>,
 }
 
 impl Default for GuestConfig {
@@ -416,6 +442,7 @@ impl Default for GuestConfig {
             gateway: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2))),
             modules_file: PathBuf::from("/etc/tessella/modules"),
             link_timeout_ms: 10_000,
+            files: BTreeMap::new(),
         }
     }
 }
@@ -425,6 +452,102 @@ impl GuestConfig {
     pub fn link_timeout(&self) -> Duration {
         Duration::from_millis(self.link_timeout_ms)
     }
+}
+
+/// A SHA-384 digest a config pins a file to, written as 96 hex digits (what
+/// `sha384sum` prints; either case is accepted, lower case is printed).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sha384Digest(pub [u8; SHA384_LEN]);
+
+impl Sha384Digest {
+    /// The SHA-384 of `bytes`.
+    pub fn of(bytes: &[u8]) -> Sha384Digest {
+        let digest = ring::digest::digest(&ring::digest::SHA384, bytes);
+        let mut out = [0u8; SHA384_LEN];
+        out.copy_from_slice(digest.as_ref());
+        Sha384Digest(out)
+    }
+}
+
+impl std::str::FromStr for Sha384Digest {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{s:?} is not a SHA-384 digest (expected {} hex digits, as printed by sha384sum)",
+                2 * SHA384_LEN
+            )
+        };
+        if s.len() != 2 * SHA384_LEN {
+            return Err(bad());
+        }
+        let mut out = [0u8; SHA384_LEN];
+        hex::decode_to_slice(s, &mut out).map_err(|_| bad())?;
+        Ok(Sha384Digest(out))
+    }
+}
+
+impl TryFrom<String> for Sha384Digest {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Sha384Digest> for String {
+    fn from(d: Sha384Digest) -> String {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for Sha384Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha384Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha384Digest({self})")
+    }
+}
+
+/// Whether `name` can be a `[guest.files]` name: 1 to
+/// [`MAX_GUEST_FILE_NAME`] characters of `A-Z a-z 0-9 . _ -`, not `.` or
+/// `..`. It becomes both a fw_cfg name component and a file name under
+/// `/run/tessella`, so it can hold no `/` and no shell or QEMU syntax.
+pub fn check_guest_file_name(name: &str) -> Result<(), String> {
+    let ok = (1..=MAX_GUEST_FILE_NAME).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a file name (1 to {MAX_GUEST_FILE_NAME} characters of A-Z a-z 0-9 . _ -, \
+             not \".\" or \"..\")"
+        ))
+    }
+}
+
+/// Checks the names and the number of `[guest.files]` entries.
+fn check_guest_files(files: &BTreeMap<String, Sha384Digest>) -> Result<(), String> {
+    for name in files.keys() {
+        check_guest_file_name(name)?;
+    }
+    if files.len() > MAX_GUEST_FILES {
+        return Err(format!(
+            "{} files, at most {MAX_GUEST_FILES} are allowed",
+            files.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Why a configuration was refused. Every message names the key, variable or
@@ -678,6 +801,49 @@ fn opt_ip(v: Raw<'_>) -> Result<Option<IpAddr>, String> {
         .map_err(|_| format!("{s:?} is not an IP address (expected e.g. \"10.0.2.2\")"))
 }
 
+/// `[guest.files]`: a table of `name = "sha384 hex"`, or (environment)
+/// `name=hex` pairs separated by commas.
+fn guest_files(v: Raw<'_>) -> Result<BTreeMap<String, Sha384Digest>, String> {
+    let entry = |name: &str, hash: Result<String, String>| {
+        check_guest_file_name(name)?;
+        let hash = hash.map_err(|problem| format!("{name:?}: {problem}"))?;
+        let digest = hash
+            .parse::<Sha384Digest>()
+            .map_err(|problem| format!("{name:?}: {problem}"))?;
+        Ok::<_, String>((name.to_string(), digest))
+    };
+    let mut files = BTreeMap::new();
+    match v {
+        Raw::Toml(toml::Value::Table(table)) => {
+            for (name, value) in table {
+                let (name, digest) = entry(name, string(Raw::Toml(value)))?;
+                files.insert(name, digest);
+            }
+        }
+        Raw::Toml(other) => {
+            return Err(format!(
+                "expected a table [guest.files] of file name = \"sha384 hex\", found {}",
+                toml_type(other)
+            ))
+        }
+        Raw::Env(s) => {
+            for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let Some((name, hash)) = item.split_once('=') else {
+                    return Err(format!(
+                        "{item:?} is not name=sha384 (expected e.g. policy.json=<96 hex digits>)"
+                    ));
+                };
+                let (name, digest) = entry(name.trim(), Ok(hash.trim().to_string()))?;
+                if files.insert(name.clone(), digest).is_some() {
+                    return Err(format!("{name:?} is listed twice"));
+                }
+            }
+        }
+    }
+    check_guest_files(&files)?;
+    Ok(files)
+}
+
 fn mode(v: Raw<'_>) -> Result<IdentityMode, String> {
     let s = string(v)?;
     match s.trim() {
@@ -909,6 +1075,7 @@ impl NodeConfig {
             "guest.gateway" => self.guest.gateway = opt_ip(v)?,
             "guest.modules_file" => self.guest.modules_file = PathBuf::from(string(v)?),
             "guest.link_timeout_ms" => self.guest.link_timeout_ms = uint(v)?,
+            "guest.files" => self.guest.files = guest_files(v)?,
             // KEYS and this match are kept in step by a test.
             other => return Err(format!("{other} is not an option")),
         }
@@ -1056,6 +1223,9 @@ impl NodeConfig {
                 ),
             );
         }
+        if let Err(problem) = check_guest_files(&g.files) {
+            return invalid("guest.files", problem);
+        }
         Ok(())
     }
 
@@ -1156,7 +1326,8 @@ cert_lifetime_secs = 86400
 
 [policy]
 # The measurement and TCB policy (JSON) peers must satisfy. Required when
-# identity.mode = "tdx".
+# identity.mode = "tdx". In the appliance image, deliver it with
+# [guest.files] below and name it "/run/tessella/policy.json".
 # file = "/etc/tessella/policy.json"
 # Directory of Intel collateral files. Default: <data_dir>/collateral.
 # collateral_dir = "/var/lib/tessella/collateral"
@@ -1165,7 +1336,8 @@ cert_lifetime_secs = 86400
 # This node's JWT ticket. Without one, peers refuse to admit this node.
 # ticket_file = "/etc/tessella/ticket.jwt"
 # JSON list of the ticket issuers this node trusts. Without one, this node
-# admits no peer.
+# admits no peer. In the appliance image: "/run/tessella/issuers.json", with
+# [guest.files].
 # trusted_issuers_file = "/etc/tessella/issuers.json"
 # Clock skew tolerated on ticket times, in seconds (at most 300).
 leeway_secs = 30
@@ -1210,6 +1382,17 @@ gateway = "10.0.2.2"
 modules_file = "/etc/tessella/modules"
 # How long to wait for the interface to appear, in milliseconds (1 to 600000).
 link_timeout_ms = 10000
+# Deployment files the host passes through fw_cfg (launch-tdx.sh CONFIG FILE...
+# gives FILE as opt/tessella/files/<its base name>). PID 1 checks each against
+# the SHA-384 pinned here (the output of `sha384sum FILE`), writes it to
+# /run/tessella/<name> and stops the boot if one is missing or differs. In tdx
+# mode this config is bound to MRCONFIGID, so the pins bind the files too.
+# Name the delivered paths above, e.g. policy.file = "/run/tessella/policy.json".
+# At most 16 files of at most 1 MiB; names are 1 to 36 characters of
+# A-Z a-z 0-9 . _ - (not "." or ".."). Default: none. `run` ignores this table.
+# [guest.files]
+# "policy.json" = "d60ce951a2fa0ce8b6638ec305e9d95505becdb9769c2aa150f68e275cc2460b3355acf478ffa7ec2355dcd5508f340f"
+# "issuers.json" = "811c1b842c19f3607991bdf3b0ef507f35b9796211ade7bb8a55bb4b48ea5b02a4ef35d5abf1c7e80e40c651cf534b06"
 "#;
 
 #[cfg(test)]
@@ -1268,10 +1451,10 @@ mod tests {
             if !section.is_empty() {
                 assert!(example.contains(&format!("\n[{section}]\n")), "[{section}]");
             }
+            // A table-valued key ([guest.files]) is documented by its header.
             let documented = example.lines().any(|l| {
-                l.trim_start_matches('#')
-                    .trim()
-                    .starts_with(&format!("{name} = "))
+                let l = l.trim_start_matches('#').trim();
+                l.starts_with(&format!("{name} = ")) || l == format!("[{key}]")
             });
             assert!(documented, "{key} missing from the example");
         }
@@ -1322,6 +1505,7 @@ mod tests {
                 gateway: Some("192.168.0.1".parse().expect("ip")),
                 modules_file: "/m".into(),
                 link_timeout_ms: 250,
+                files: BTreeMap::from([("p.json".to_string(), Sha384Digest([0xab; 48]))]),
             },
         };
         let text = toml::to_string(&c).expect("serialize");
@@ -1357,6 +1541,10 @@ mod tests {
                 ("TESSELLA_GUEST_GATEWAY", "192.168.0.1"),
                 ("TESSELLA_GUEST_MODULES_FILE", "/m"),
                 ("TESSELLA_GUEST_LINK_TIMEOUT_MS", "250"),
+                (
+                    "TESSELLA_GUEST_FILES",
+                    &format!("p.json={}", "AB".repeat(48)),
+                ),
             ])
             .expect("env");
         assert_eq!(from_env, c);
@@ -1631,7 +1819,7 @@ mod tests {
         let e = NodeConfig::from_toml_str("[guest]\nadress = \"10.0.0.1/8\"\n").expect_err("typo");
         assert_eq!(
             e.to_string(),
-            "unknown key guest.adress (expected one of: interface, address, gateway, modules_file, link_timeout_ms)"
+            "unknown key guest.adress (expected one of: interface, address, gateway, modules_file, link_timeout_ms, files)"
         );
         for (text, message) in [
             ("[guest]\naddress = \"10.0.2.15\"\n", "guest.address: \"10.0.2.15\" is not an address with a prefix (expected ip/prefix, e.g. \"10.0.2.15/24\")"),
@@ -1672,6 +1860,124 @@ mod tests {
             &|c| c.guest.link_timeout_ms = 600_001,
             "guest.link_timeout_ms",
         );
+    }
+
+    #[test]
+    fn guest_files() {
+        // The commented example in example-config parses once uncommented.
+        let example = NodeConfig::example_toml();
+        let start = example.find("# [guest.files]\n").expect("example block");
+        let block: String = example[start..]
+            .lines()
+            .map(|l| l.trim_start_matches("# "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = NodeConfig::from_toml_str(&block).expect("uncommented example");
+        assert_eq!(
+            c.guest.files.keys().collect::<Vec<_>>(),
+            ["issuers.json", "policy.json"]
+        );
+
+        // Upper or lower case hex; printed in lower case. The pin of "abc" is
+        // FIPS 180-2's SHA-384 example (appendix D.1), an independent value.
+        let abc = "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed\
+                   8086072ba1e7cc2358baeca134c825a7";
+        assert_eq!(Sha384Digest::of(b"abc").to_string(), abc);
+        let text = format!(
+            "[guest.files]\n\"policy.json\" = \"{}\"\nissuers_v2-x = \"{abc}\"\n",
+            abc.to_ascii_uppercase()
+        );
+        let c = NodeConfig::from_toml_str(&text).expect("files");
+        assert_eq!(c.guest.files.len(), 2);
+        assert_eq!(c.guest.files["policy.json"], Sha384Digest::of(b"abc"));
+        assert_eq!(c.guest.files["issuers_v2-x"].to_string(), abc);
+        assert!(dev_with(&c).validate().is_ok());
+        // The dotted form is the same TOML.
+        let dotted = format!("guest.files.\"a.json\" = \"{abc}\"\n");
+        let c = NodeConfig::from_toml_str(&dotted).expect("dotted");
+        assert_eq!(c.guest.files.len(), 1);
+
+        let long = "n".repeat(MAX_GUEST_FILE_NAME);
+        let too_long = "n".repeat(MAX_GUEST_FILE_NAME + 1);
+        assert!(check_guest_file_name(&long).is_ok());
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "a,b",
+            "é.json",
+            "x=y",
+            too_long.as_str(),
+        ] {
+            assert!(check_guest_file_name(bad).is_err(), "{bad:?}");
+        }
+        for (text, message) in [
+            (
+                format!("[guest.files]\n\"../p\" = \"{abc}\"\n"),
+                "guest.files: \"../p\" is not a file name (1 to 36 characters of A-Z a-z 0-9 . _ -, not \".\" or \"..\")".to_string(),
+            ),
+            (
+                "[guest.files]\n\"p.json\" = \"abc\"\n".to_string(),
+                "guest.files: \"p.json\": \"abc\" is not a SHA-384 digest (expected 96 hex digits, as printed by sha384sum)".to_string(),
+            ),
+            (
+                format!("[guest.files]\n\"p.json\" = \"{}zz\"\n", &abc[2..]),
+                format!("guest.files: \"p.json\": \"{}zz\" is not a SHA-384 digest (expected 96 hex digits, as printed by sha384sum)", &abc[2..]),
+            ),
+            (
+                "[guest.files]\n\"p.json\" = 5\n".to_string(),
+                "guest.files: \"p.json\": expected a string, found the integer 5".to_string(),
+            ),
+            (
+                "[guest]\nfiles = [\"p.json\"]\n".to_string(),
+                "guest.files: expected a table [guest.files] of file name = \"sha384 hex\", found an array".to_string(),
+            ),
+        ] {
+            let e = NodeConfig::from_toml_str(&text).expect_err(&text);
+            assert!(matches!(e, ConfigError::Invalid { ref key, .. } if key == "guest.files"), "{e:?}");
+            assert_eq!(e.to_string(), message);
+        }
+        // At most MAX_GUEST_FILES.
+        let mut many = String::from("[guest.files]\n");
+        for i in 0..=MAX_GUEST_FILES {
+            many.push_str(&format!("f{i} = \"{abc}\"\n"));
+        }
+        let e = NodeConfig::from_toml_str(&many).expect_err("too many");
+        assert_eq!(
+            e.to_string(),
+            "guest.files: 17 files, at most 16 are allowed"
+        );
+        // validate() holds the same rules for configs built in code or by serde.
+        let mut c = dev();
+        c.guest.files.insert("a/b".into(), Sha384Digest([0; 48]));
+        assert_eq!(invalid_key(&c.validate().expect_err("name")), "guest.files");
+        let via_serde: Result<NodeConfig, _> =
+            toml::from_str(&format!("[guest.files]\n\"p.json\" = \"{}\"\n", &abc[1..]));
+        assert!(via_serde.is_err(), "serde checks the digest too");
+
+        // The environment: name=hex pairs, comma-separated; empty means none.
+        let mut c = dev();
+        c.apply_env([("TESSELLA_GUEST_FILES", format!(" a.json={abc} , b={abc},"))])
+            .expect("env");
+        assert_eq!(c.guest.files.len(), 2);
+        c.apply_env([("TESSELLA_GUEST_FILES", "")]).expect("empty");
+        assert!(c.guest.files.is_empty());
+        for (value, problem) in [
+            ("a.json".to_string(), "\"a.json\" is not name=sha384"),
+            (format!("a={abc},a={abc}"), "\"a\" is listed twice"),
+            (format!("../a={abc}"), "\"../a\" is not a file name"),
+        ] {
+            let e = c
+                .apply_env([("TESSELLA_GUEST_FILES", value.as_str())])
+                .expect_err(&value);
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("TESSELLA_GUEST_FILES: {problem}")),
+                "{e}"
+            );
+        }
     }
 
     fn dev_with(c: &NodeConfig) -> NodeConfig {

@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -102,6 +103,29 @@ impl System for LinuxSystem {
         path.exists()
     }
 
+    fn create_private_dir(&mut self, path: &Path) -> io::Result<()> {
+        match std::fs::DirBuilder::new().mode(0o700).create(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_private_file(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        // `mode` only applies to a new file.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    }
+
     fn sleep(&mut self, d: Duration) {
         std::thread::sleep(d);
     }
@@ -152,4 +176,38 @@ pub fn spawn_reaper() -> io::Result<()> {
 /// Whether this process is PID 1.
 pub fn is_pid1() -> bool {
     std::process::id() == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_files_and_dirs_have_owner_only_modes() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("tessella");
+        let mut sys = LinuxSystem::new();
+        sys.create_private_dir(&dir).expect("mkdir");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+        assert_eq!(mode(&dir), 0o700);
+        // An existing directory is fine, and made private.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        sys.create_private_dir(&dir).expect("again");
+        assert_eq!(mode(&dir), 0o700);
+
+        let file = dir.join("policy.json");
+        std::fs::write(&file, b"a much longer previous content").expect("old");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        sys.write_private_file(&file, b"abc").expect("write");
+        assert_eq!(std::fs::read(&file).expect("read"), b"abc");
+        assert_eq!(mode(&file), 0o600);
+
+        // A plain file where the directory should be is an error.
+        let not_dir = tmp.path().join("f");
+        std::fs::write(&not_dir, b"").expect("file");
+        assert!(sys.create_private_dir(&not_dir).is_err());
+        // read_file's limit.
+        assert_eq!(sys.read_file(&file, 3).expect("3 bytes"), b"abc");
+        assert!(sys.read_file(&file, 2).is_err());
+    }
 }

@@ -14,7 +14,10 @@
 //!    quotes need it);
 //! 4. reads the config: the host's through fw_cfg, else the image's
 //!    ([`fwcfg`]), and loads it like `run` does;
-//! 5. brings the network up ([`netif`]).
+//! 5. copies the deployment files the config pins in `[guest.files]` from
+//!    fw_cfg to `/run/tessella` ([`files`]), checking each one's SHA-384:
+//!    the policy and trusted issuers the config names live there;
+//! 6. brings the network up ([`netif`]).
 //!
 //! The caller (the binary) then checks the config against MRCONFIGID
 //! ([`crate::configid`]) and starts the node as `run` would. Whatever fails
@@ -30,6 +33,7 @@
 //! tessella-init: loaded <n> of <m> modules from <modules file>
 //! tessella-init: mounted configfs on /sys/kernel/config
 //! tessella-init: config from <fw_cfg ...|image default ...>: <n> bytes, sha384 <hex>, identity <tdx|dev>
+//! tessella-init: file <name> from fw_cfg: <n> bytes, sha384 <hex> (pinned by the config)   (one per [guest.files] entry)
 //! tessella-init: lo up
 //! tessella-init: eth0 up 10.0.2.15/24 via 10.0.2.2
 //! tessella-init: config bound to MRCONFIGID <hex>  | dev boot: config not bound to MRCONFIGID
@@ -44,6 +48,7 @@
 //! a fake; [`LinuxSystem`] is the real one, exercised by the image's QEMU
 //! boot test.
 
+pub mod files;
 pub mod fwcfg;
 pub mod linux;
 pub mod modules;
@@ -55,7 +60,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{ConfigError, InterfaceAddress, NodeConfig};
+use crate::config::{ConfigError, InterfaceAddress, NodeConfig, Sha384Digest};
 use crate::configid;
 
 pub use fwcfg::ConfigSource;
@@ -83,6 +88,12 @@ pub trait System {
     fn read_file(&mut self, path: &Path, limit: usize) -> io::Result<Vec<u8>>;
     /// Whether a path exists.
     fn exists(&mut self, path: &Path) -> bool;
+    /// Creates a directory only its owner can use (mode 0700); one that
+    /// exists already is made 0700.
+    fn create_private_dir(&mut self, path: &Path) -> io::Result<()>;
+    /// Writes a whole file only its owner can read (mode 0600), replacing
+    /// any previous one.
+    fn write_private_file(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()>;
     /// Sleeps.
     fn sleep(&mut self, d: Duration);
     /// Sets a network interface up.
@@ -180,6 +191,57 @@ pub enum InitError {
         /// How long we waited.
         timeout_ms: u64,
     },
+    /// The host did not pass a file the config pins.
+    #[error(
+        "deployment file {name}: the host supplied no fw_cfg item {} ({}); guest.files pins it \
+         (expected sha384 {pinned}): launch with the file as an argument (launch-tdx.sh CONFIG \
+         {name} ...)",
+        files::fw_cfg_name(name),
+        path.display()
+    )]
+    FileMissing {
+        /// The `[guest.files]` name.
+        name: String,
+        /// Where the guest looked.
+        path: PathBuf,
+        /// The pinned digest.
+        pinned: Sha384Digest,
+    },
+    /// A pinned file could not be read (or is too large).
+    #[error("deployment file {name}: cannot read {}: {source}", path.display())]
+    FileRead {
+        /// The `[guest.files]` name.
+        name: String,
+        /// The fw_cfg file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The host passed another file than the config pins.
+    #[error(
+        "deployment file {name} from fw_cfg {}: sha384 mismatch: expected {pinned} (pinned by \
+         guest.files), actual {actual} ({len} bytes): the host passed another file than the \
+         config names",
+        files::fw_cfg_name(name)
+    )]
+    FileMismatch {
+        /// The `[guest.files]` name.
+        name: String,
+        /// The digest the config pins (boxed: keeps the error small).
+        pinned: Box<Sha384Digest>,
+        /// The digest of what the host passed.
+        actual: Box<Sha384Digest>,
+        /// Its size in bytes.
+        len: usize,
+    },
+    /// A delivered file (or its directory) could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    FileWrite {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
     /// A netlink request failed.
     #[error("{step} {ifname}: {source}")]
     Network {
@@ -196,7 +258,7 @@ fn is_errno(e: &io::Error, errno: nix::errno::Errno) -> bool {
     e.raw_os_error() == Some(errno as i32)
 }
 
-/// Steps 1 to 5 of the module documentation. `env` are the process's
+/// Steps 1 to 6 of the module documentation. `env` are the process's
 /// `TESSELLA_*` variables (the kernel passes unrecognised `name=value` words
 /// of its command line to PID 1 as environment).
 pub fn boot(sys: &mut dyn System, env: &[(String, String)]) -> Result<Booted, InitError> {
@@ -256,6 +318,13 @@ pub fn boot(sys: &mut dyn System, env: &[(String, String)]) -> Result<Booted, In
              image's {} (loaded before the config can be read)",
             config.guest.modules_file.display(),
             image_guest.modules_file.display()
+        ));
+    }
+    files::deliver(sys, &config.guest.files)?;
+    for (key, path) in files::undelivered(&config) {
+        sys.console(&format!(
+            "warning: {key} {} is not delivered: guest.files pins no such name",
+            path.display()
         ));
     }
     netif::bring_up(sys, &config.guest)?;

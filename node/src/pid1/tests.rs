@@ -21,6 +21,10 @@ struct Fake {
     /// The interface that appears after this many sleeps.
     late_link: Option<(String, usize)>,
     sleeps: usize,
+    /// Directories made and files written, with their content.
+    dirs: HashSet<PathBuf>,
+    written: HashMap<PathBuf, Vec<u8>>,
+    write_error: Option<Errno>,
     events: Vec<String>,
     console: Vec<String>,
 }
@@ -75,6 +79,25 @@ impl System for Fake {
             return Err(io::Error::other("too large"));
         }
         Ok(bytes)
+    }
+
+    fn create_private_dir(&mut self, path: &Path) -> io::Result<()> {
+        self.events.push(format!("mkdir {}", path.display()));
+        self.dirs.insert(path.to_path_buf());
+        Ok(())
+    }
+
+    fn write_private_file(&mut self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.events.push(format!("write {}", path.display()));
+        if let Some(e) = self.write_error {
+            return Err(io::Error::from_raw_os_error(e as i32));
+        }
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        if !self.dirs.contains(parent) {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        self.written.insert(path.to_path_buf(), bytes.to_vec());
+        Ok(())
     }
 
     fn exists(&mut self, path: &Path) -> bool {
@@ -354,4 +377,245 @@ fn waits_a_bounded_time_for_the_interface() {
     boot(&mut sys, &no_env()).expect("boot");
     assert!(!sys.events.iter().any(|e| e.starts_with("route")));
     assert!(sys.has_line("eth0 up 10.0.2.15/24 (no default route)"));
+}
+
+/// SHA-384 of "abc": FIPS 180-2 appendix D.1 (independent of our code).
+const ABC_SHA384: &str = "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed\
+                          8086072ba1e7cc2358baeca134c825a7";
+
+const POLICY_FW_CFG: &str = "/sys/firmware/qemu_fw_cfg/by_name/opt/tessella/files/policy.json/raw";
+const ISSUERS_FW_CFG: &str =
+    "/sys/firmware/qemu_fw_cfg/by_name/opt/tessella/files/issuers.json/raw";
+
+/// A TDX config that pins two files and names them under /run/tessella.
+fn tdx_config_with_files(policy_pin: &str, issuers_pin: &str) -> String {
+    format!(
+        "[policy]\nfile = \"/run/tessella/policy.json\"\n\
+         [tickets]\ntrusted_issuers_file = \"/run/tessella/issuers.json\"\n\
+         [guest.files]\n\"policy.json\" = \"{policy_pin}\"\n\"issuers.json\" = \"{issuers_pin}\"\n"
+    )
+}
+
+#[test]
+fn delivers_pinned_files_before_the_network() {
+    let issuers = b"[]\n";
+    let issuers_pin = Sha384Digest::of(issuers).to_string();
+    let config = tdx_config_with_files(&ABC_SHA384.to_ascii_uppercase(), &issuers_pin);
+    let mut sys = Fake::new();
+    sys.file(fwcfg::IMAGE_CONFIG, DEV_CONFIG.as_bytes());
+    sys.file(fwcfg::FW_CFG_CONFIG, config.as_bytes());
+    sys.file(POLICY_FW_CFG, b"abc");
+    sys.file(ISSUERS_FW_CFG, issuers);
+    // Not pinned: never read.
+    sys.file(
+        "/sys/firmware/qemu_fw_cfg/by_name/opt/tessella/files/extra/raw",
+        b"x",
+    );
+    let booted = boot(&mut sys, &no_env()).expect("boot");
+    assert_eq!(
+        booted.config.policy.file.as_deref(),
+        Some(Path::new("/run/tessella/policy.json"))
+    );
+    // The paths are the ones the module uses.
+    assert_eq!(files::fw_cfg_path("policy.json"), Path::new(POLICY_FW_CFG));
+    assert_eq!(
+        files::fw_cfg_name("policy.json"),
+        "opt/tessella/files/policy.json"
+    );
+    let config_read = sys
+        .events
+        .iter()
+        .position(|e| e == "read /sys/firmware/qemu_fw_cfg/by_name/opt/tessella/node.toml/raw")
+        .expect("config read");
+    // After the config, before the network; in name order.
+    assert_eq!(
+        sys.events[config_read + 1..],
+        [
+            "mkdir /run/tessella".to_string(),
+            format!("read {ISSUERS_FW_CFG}"),
+            "write /run/tessella/issuers.json".to_string(),
+            format!("read {POLICY_FW_CFG}"),
+            "write /run/tessella/policy.json".to_string(),
+            "up lo".to_string(),
+            "up eth0".to_string(),
+            "addr eth0 10.0.2.15/24".to_string(),
+            "route eth0 10.0.2.2".to_string(),
+        ]
+    );
+    assert_eq!(sys.written[Path::new("/run/tessella/policy.json")], b"abc");
+    assert_eq!(
+        sys.written[Path::new("/run/tessella/issuers.json")],
+        issuers
+    );
+    assert!(
+        sys.console.contains(&format!(
+            "tessella-init: file policy.json from fw_cfg: 3 bytes, sha384 {ABC_SHA384} (pinned by the config)"
+        )),
+        "{:?}",
+        sys.console
+    );
+    assert!(sys.has_line(&format!(
+        "tessella-init: file issuers.json from fw_cfg: 3 bytes, sha384 {issuers_pin} (pinned by the config)"
+    )));
+    assert!(!sys.has_line("warning:"), "{:?}", sys.console);
+}
+
+#[test]
+fn no_pinned_files_means_nothing_is_written() {
+    let mut sys = Fake::new();
+    sys.file(fwcfg::IMAGE_CONFIG, DEV_CONFIG.as_bytes());
+    sys.file(POLICY_FW_CFG, b"abc");
+    boot(&mut sys, &no_env()).expect("boot");
+    assert!(!sys
+        .events
+        .iter()
+        .any(|e| e.starts_with("mkdir") || e.starts_with("write") || e.contains("/files/")));
+}
+
+#[test]
+fn a_missing_file_is_fatal_and_named() {
+    let mut sys = Fake::new();
+    sys.file(
+        fwcfg::FW_CFG_CONFIG,
+        tdx_config_with_files(ABC_SHA384, ABC_SHA384).as_bytes(),
+    );
+    sys.file(ISSUERS_FW_CFG, b"abc");
+    let e = boot(&mut sys, &no_env()).expect_err("missing");
+    assert!(
+        matches!(e, InitError::FileMissing { ref name, .. } if name == "policy.json"),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "deployment file policy.json: the host supplied no fw_cfg item \
+             opt/tessella/files/policy.json ({POLICY_FW_CFG}); guest.files pins it (expected \
+             sha384 {ABC_SHA384}): launch with the file as an argument (launch-tdx.sh CONFIG \
+             policy.json ...)"
+        )
+    );
+    // issuers.json (first in name order) was delivered; nothing after the failure ran.
+    assert!(sys
+        .written
+        .contains_key(Path::new("/run/tessella/issuers.json")));
+    assert!(!sys
+        .written
+        .contains_key(Path::new("/run/tessella/policy.json")));
+    assert!(
+        !sys.events.iter().any(|e| e.starts_with("up ")),
+        "no network"
+    );
+}
+
+#[test]
+fn a_different_file_is_fatal_with_both_digests() {
+    let mut sys = Fake::new();
+    sys.file(
+        fwcfg::FW_CFG_CONFIG,
+        tdx_config_with_files(ABC_SHA384, ABC_SHA384).as_bytes(),
+    );
+    sys.file(POLICY_FW_CFG, b"abc");
+    sys.file(ISSUERS_FW_CFG, b"abd");
+    let e = boot(&mut sys, &no_env()).expect_err("mismatch");
+    let actual = Sha384Digest::of(b"abd").to_string();
+    assert_ne!(actual, ABC_SHA384);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "deployment file issuers.json from fw_cfg opt/tessella/files/issuers.json: sha384 \
+             mismatch: expected {ABC_SHA384} (pinned by guest.files), actual {actual} (3 bytes): \
+             the host passed another file than the config names"
+        )
+    );
+    assert!(sys.written.is_empty(), "nothing written: {:?}", sys.written);
+    assert!(
+        !sys.events.iter().any(|e| e.starts_with("up ")),
+        "no network"
+    );
+}
+
+#[test]
+fn file_size_is_bounded() {
+    // Exactly the limit is accepted.
+    let big = vec![b'x'; files::MAX_FILE_BYTES];
+    let config = format!(
+        "[identity]\nmode = \"dev\"\n[guest.files]\nbig = \"{}\"\n",
+        Sha384Digest::of(&big)
+    );
+    let mut sys = Fake::new();
+    sys.file(fwcfg::FW_CFG_CONFIG, config.as_bytes());
+    sys.file(
+        "/sys/firmware/qemu_fw_cfg/by_name/opt/tessella/files/big/raw",
+        &big,
+    );
+    boot(&mut sys, &no_env()).expect("1 MiB");
+    assert_eq!(sys.written[Path::new("/run/tessella/big")].len(), big.len());
+
+    // One byte more is refused, even when it is the pinned content.
+    let bigger = vec![b'x'; files::MAX_FILE_BYTES + 1];
+    let config = format!(
+        "[identity]\nmode = \"dev\"\n[guest.files]\nbig = \"{}\"\n",
+        Sha384Digest::of(&bigger)
+    );
+    let mut sys = Fake::new();
+    sys.file(fwcfg::FW_CFG_CONFIG, config.as_bytes());
+    sys.file(
+        "/sys/firmware/qemu_fw_cfg/by_name/opt/tessella/files/big/raw",
+        &bigger,
+    );
+    let e = boot(&mut sys, &no_env()).expect_err("too big");
+    assert!(
+        matches!(e, InitError::FileRead { ref name, .. } if name == "big"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().starts_with(
+            "deployment file big: cannot read \
+             /sys/firmware/qemu_fw_cfg/by_name/opt/tessella/files/big/raw: "
+        ),
+        "{e}"
+    );
+    assert!(sys.written.is_empty());
+}
+
+#[test]
+fn a_write_failure_is_fatal() {
+    let mut sys = Fake::new();
+    sys.file(
+        fwcfg::FW_CFG_CONFIG,
+        tdx_config_with_files(ABC_SHA384, ABC_SHA384).as_bytes(),
+    );
+    sys.file(POLICY_FW_CFG, b"abc");
+    sys.file(ISSUERS_FW_CFG, b"abc");
+    sys.write_error = Some(Errno::ENOSPC);
+    let e = boot(&mut sys, &no_env()).expect_err("write");
+    assert!(
+        e.to_string()
+            .starts_with("cannot write /run/tessella/issuers.json: "),
+        "{e}"
+    );
+}
+
+#[test]
+fn paths_under_run_tessella_that_are_not_pinned_are_reported() {
+    let config = format!(
+        "[policy]\nfile = \"/run/tessella/policy.json\"\n\
+         [tickets]\ntrusted_issuers_file = \"/run/tessella/issuers.jsn\"\n\
+         ticket_file = \"/etc/tessella/ticket.jwt\"\n\
+         [guest.files]\n\"policy.json\" = \"{ABC_SHA384}\"\n"
+    );
+    let mut sys = Fake::new();
+    sys.file(fwcfg::FW_CFG_CONFIG, config.as_bytes());
+    sys.file(POLICY_FW_CFG, b"abc");
+    boot(&mut sys, &no_env()).expect("boot");
+    let warnings: Vec<_> = sys
+        .console
+        .iter()
+        .filter(|l| l.contains("warning:"))
+        .collect();
+    assert_eq!(
+        warnings,
+        ["tessella-init: warning: tickets.trusted_issuers_file /run/tessella/issuers.jsn is not \
+          delivered: guest.files pins no such name"]
+    );
 }
