@@ -144,7 +144,7 @@ add_files() {{
         sha="$(sha384sum -- "$f" | cut -d' ' -f1)"
         echo "$me: file $f as fw_cfg {prefix}$name, sha384 $sha" >&2
         if [[ -n "$config" ]] && ! grep -qi -- "$sha" "$config"; then
-            echo "$me: warning: $config does not contain this sha384: its [guest.files] must pin \"$name\" = \"$sha\" or the guest refuses the file" >&2
+            echo "$me: warning: $config does not contain this sha384: the guest uses the file only if its [guest.files] pins \"$name\" = \"$sha\" (another hash for $name stops the boot)" >&2
         fi
         file_args+=(-fw_cfg "name={prefix}$name,file=$f")
     done
