@@ -1,10 +1,16 @@
 //! The built appliance image boots under QEMU software emulation (TCG).
 //!
 //! - `tcg_boot_reaches_ready`: `launch-dev.sh` boots the image through OVMF
-//!   (the firmware a TD uses) with a deployment config passed by fw_cfg; the
-//!   node's `/ready` answers 200 from the host through user networking with a
-//!   forwarded port, and the admin API serves `/v1/status` with the token the
-//!   dev boot printed. Prints the boot-to-ready time.
+//!   (the firmware a TD uses) with a deployment config and a hash-pinned
+//!   `issuers.json` passed by fw_cfg; the node's `/ready` answers 200 from the
+//!   host through user networking with a forwarded port, and the admin API
+//!   serves `/v1/status` to a token of the delivered issuer only. Prints the
+//!   boot-to-ready time.
+//! - `tcg_direct_boot_runs_the_image_default_config`: `launch-dev.sh` without
+//!   firmware or host config: the image's own `/etc/tessella/node.toml` runs.
+//! - `tdx_config_off_a_td_is_a_console_fatal_and_pid1_stays_up`: a `tdx`-mode
+//!   config (with the image's policy as a pinned file) under TCG stops with a
+//!   `FATAL` console line and PID 1 stays alive.
 //! - `setup_header_model_matches_qemu_fw_cfg`: QEMU boots the image's kernel
 //!   and initrd with a tiny probe BIOS (`tests/probe/fw-cfg-setup.S`) that
 //!   prints the setup blob QEMU hands the firmware through fw_cfg; it must equal
@@ -24,7 +30,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tessella_attestation::ticket::TicketIssuer;
 use tessella_measurements::{qemu_patched_fields, qemu_patched_kernel, QemuDirectBoot};
+
+/// One QEMU at a time: boots compete for the cores and the boot figure would
+/// measure the contention.
+static QEMU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_qemu_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    QEMU.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A running QEMU whose console lines arrive on a channel; killed on drop.
 struct Guest {
@@ -133,8 +148,14 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// One HTTP/1.1 GET; `None` when the guest is not answering yet.
-fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+/// One HTTP/1.1 request; `None` when the guest is not answering yet.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Option<(u16, String)> {
     let mut stream =
         TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -143,7 +164,9 @@ fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)>
         .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut response = String::new();
@@ -156,31 +179,30 @@ fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)>
     Some((status, body))
 }
 
-#[test]
-fn tcg_boot_reaches_ready() {
-    let image = tessella_tests::image_dir();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let config = tmp.path().join("node.toml");
-    std::fs::write(
-        &config,
-        "data_dir = \"/var/lib/tessella\"\n\
-         [network]\nname = \"boot-test\"\nlisten = \"0.0.0.0:7946\"\n\
-         [identity]\nmode = \"dev\"\n\
-         [admin]\nlisten = \"0.0.0.0:7300\"\n",
-    )
-    .expect("config");
+fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    http(port, "GET", path, token, "")
+}
+
+/// Start `launch-dev.sh` with `config` (or the image's default), forwarding a
+/// free admin port; returns the guest and that port.
+fn launch_dev(image: &Path, config: Option<&Path>, files: &[&Path], ovmf: bool) -> (Guest, u16) {
     let admin_port = free_tcp_port();
     let mut cmd = Command::new("bash");
     cmd.arg(image.join("launch-dev.sh"))
-        .arg(&config)
-        .env("USE_OVMF", "1")
         .env("ADMIN_PORT", admin_port.to_string())
-        .env("QUIC_PORT", free_udp_port().to_string());
-    let started = Instant::now();
-    let mut guest = Guest::spawn(cmd);
+        .env("QUIC_PORT", free_udp_port().to_string())
+        .env("USE_OVMF", if ovmf { "1" } else { "0" });
+    if let Some(config) = config {
+        cmd.arg(config).args(files);
+    }
+    (Guest::spawn(cmd), admin_port)
+}
 
+/// Poll `/ready` until it answers with `want` (any status if `None`); panics
+/// with the console on timeout or if QEMU exits.
+fn wait_ready(guest: &mut Guest, admin_port: u16, started: Instant, want: Option<u16>) -> String {
     let limit = scaled(110);
-    let ready = loop {
+    loop {
         guest.drain();
         if let Some(status) = guest.exited() {
             panic!(
@@ -188,16 +210,59 @@ fn tcg_boot_reaches_ready() {
                 guest.console.join("\n")
             );
         }
-        if let Some((200, body)) = http_get(admin_port, "/ready", None) {
-            break body;
+        if let Some((status, body)) = http_get(admin_port, "/ready", None) {
+            if want.is_none_or(|w| w == status) {
+                return body;
+            }
         }
         assert!(
             started.elapsed() < limit,
-            "/ready did not answer 200 within {limit:?}; console:\n{}",
+            "/ready did not answer {want:?} within {limit:?}; console:\n{}",
             guest.console.join("\n")
         );
         std::thread::sleep(Duration::from_millis(200));
-    };
+    }
+}
+
+/// A deployment config in `dir`; `extra` is appended (more sections).
+fn write_config(dir: &Path, mode: &str, extra: &str) -> std::path::PathBuf {
+    let config = dir.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"/var/lib/tessella\"\n\
+             [network]\nname = \"boot-test\"\nlisten = \"0.0.0.0:7946\"\n\
+             [identity]\nmode = \"{mode}\"\n\
+             [admin]\nlisten = \"0.0.0.0:7300\"\n{extra}"
+        ),
+    )
+    .expect("config");
+    config
+}
+
+#[test]
+fn tcg_boot_reaches_ready() {
+    let _qemu = one_qemu_at_a_time();
+    let image = tessella_tests::image_dir();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The host's own ticket issuer, delivered as a hash-pinned deployment file.
+    let issuer = TicketIssuer::generate_es256("boot-test-operator").expect("issuer");
+    let issuers = tmp.path().join("issuers.json");
+    let issuers_json = serde_json::to_string(&vec![issuer.public_key()]).expect("issuers json");
+    std::fs::write(&issuers, &issuers_json).expect("issuers");
+    let pin = tessella_measurements::sha384(issuers_json.as_bytes()).to_hex();
+    let config = write_config(
+        tmp.path(),
+        "dev",
+        &format!(
+            "[tickets]\ntrusted_issuers_file = \"/run/tessella/issuers.json\"\n\
+             [guest.files]\n\"issuers.json\" = \"{pin}\"\n"
+        ),
+    );
+    let started = Instant::now();
+    let (mut guest, admin_port) = launch_dev(&image, Some(&config), &[&issuers], true);
+    // Up and answering through the forwarded port; not ready: no ticket yet.
+    let not_ready = wait_ready(&mut guest, admin_port, started, None);
     let boot_secs = started.elapsed().as_secs_f64();
     let figure =
         format!("TCG boot (OVMF, 2 emulated vCPUs) to /ready: {boot_secs:.1} s (target <= 15 s)");
@@ -206,7 +271,7 @@ fn tcg_boot_reaches_ready() {
     if let Some(parent) = image.parent() {
         let _ = std::fs::write(parent.join("boot-figure.txt"), format!("{figure}\n"));
     }
-    assert!(ready.contains("\"ready\":true"), "{ready}");
+    assert!(not_ready.contains("\"ready\":false"), "{not_ready}");
 
     // The deployment config came from the host through fw_cfg, unbound (dev boot).
     let line = guest.wait_for_line("tessella-init: config from", scaled(10));
@@ -215,20 +280,99 @@ fn tcg_boot_reaches_ready() {
     assert!(line.contains(&expected.to_hex()), "{line}");
     guest.wait_for_line("dev boot: config not bound to MRCONFIGID", scaled(10));
 
-    // The admin API answers authenticated calls with the token the dev boot printed.
-    let token_line = guest.wait_for_line("tessella-init: dev admin token ", scaled(10));
-    let token = token_line
-        .rsplit(' ')
-        .next()
-        .expect("token")
-        .trim()
-        .to_string();
+    // The pinned file arrived and checked out; the admin API accepts a token of
+    // the issuer it named, and refuses none or another issuer's.
+    let line = guest.wait_for_line("tessella-init: file issuers.json", scaled(10));
+    assert!(line.contains(&pin), "{line}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = issuer
+        .claims("ab".repeat(32), "boot-test", now, 600)
+        .with_admin(true);
+    let token = issuer.issue(&claims).expect("admin token");
+    let stranger = TicketIssuer::generate_es256("boot-test-operator").expect("issuer");
+    let forged = stranger
+        .issue(
+            &stranger
+                .claims("ab".repeat(32), "boot-test", now, 600)
+                .with_admin(true),
+        )
+        .expect("forged token");
+    let (status, _) = http_get(admin_port, "/v1/status", Some(&forged)).expect("forged");
+    assert_eq!(status, 401, "a token from an unpinned issuer");
     let (status, _) = http_get(admin_port, "/v1/status", None).expect("status without token");
     assert_eq!(status, 401);
     let (status, body) = http_get(admin_port, "/v1/status", Some(&token)).expect("status");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"network\":\"boot-test\""), "{body}");
     assert!(body.contains("\"mode\":\"dev\""), "{body}");
+
+    // The production ticket flow: read the node id, issue its ticket, install it.
+    let status: serde_json::Value = serde_json::from_str(&body).expect("status json");
+    let node_id = status["node_id"].as_str().expect("node_id").to_string();
+    let ticket = issuer
+        .issue(&issuer.claims(node_id.clone(), "boot-test", now, 3600))
+        .expect("ticket");
+    let (code, body) =
+        http(admin_port, "POST", "/v1/ticket", Some(&token), &ticket).expect("install ticket");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&node_id), "{body}");
+    let ready = wait_ready(&mut guest, admin_port, Instant::now(), Some(200));
+    assert!(ready.contains("\"ready\":true"), "{ready}");
+}
+
+/// Direct boot (no UEFI firmware) with no host config: the image's built-in
+/// default config runs.
+#[test]
+fn tcg_direct_boot_runs_the_image_default_config() {
+    let _qemu = one_qemu_at_a_time();
+    let image = tessella_tests::image_dir();
+    let started = Instant::now();
+    let (mut guest, admin_port) = launch_dev(&image, None, &[], false);
+    let ready = wait_ready(&mut guest, admin_port, started, Some(200));
+    assert!(ready.contains("\"ready\":true"), "{ready}");
+    let line = guest.wait_for_line("tessella-init: config from", scaled(10));
+    assert!(line.contains("image default"), "{line}");
+}
+
+/// A `tdx`-mode config off a TD: init prints a fatal line naming the cause
+/// and stays alive (PID 1 exiting would panic the kernel); nothing listens.
+#[test]
+fn tdx_config_off_a_td_is_a_console_fatal_and_pid1_stays_up() {
+    let _qemu = one_qemu_at_a_time();
+    let image = tessella_tests::image_dir();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let policy = tmp.path().join("policy.json");
+    let policy_json = std::fs::read(image.join("measurements.json")).expect("image policy");
+    std::fs::write(&policy, &policy_json).expect("policy");
+    let pin = tessella_measurements::sha384(&policy_json).to_hex();
+    let config = write_config(
+        tmp.path(),
+        "tdx",
+        &format!(
+            "[policy]\nfile = \"/run/tessella/policy.json\"\n\
+             [guest.files]\n\"policy.json\" = \"{pin}\"\n"
+        ),
+    );
+    let (mut guest, admin_port) = launch_dev(&image, Some(&config), &[&policy], false);
+    let fatal = guest.wait_for_line("tessella-init: FATAL", scaled(90));
+    assert!(fatal.contains("configfs-tsm is not available"), "{fatal}");
+    guest.wait_for_line("tessella-init: halted", scaled(10));
+    std::thread::sleep(Duration::from_secs(2));
+    guest.drain();
+    assert!(
+        guest.exited().is_none(),
+        "QEMU exited: PID 1 must not; console:\n{}",
+        guest.console.join("\n")
+    );
+    assert!(
+        !guest.console.iter().any(|l| l.contains("Kernel panic")),
+        "{}",
+        guest.console.join("\n")
+    );
+    assert!(http_get(admin_port, "/ready", None).is_none_or(|(status, _)| status != 200));
 }
 
 /// Assemble `tests/probe/fw-cfg-setup.S` into a 64 KiB BIOS image.
@@ -302,6 +446,7 @@ fn probe(bios: &Path, image: &Path, memory_mib: u64) -> Vec<u8> {
 
 #[test]
 fn setup_header_model_matches_qemu_fw_cfg() {
+    let _qemu = one_qemu_at_a_time();
     let image = tessella_tests::image_dir();
     let tmp = tempfile::tempdir().expect("tempdir");
     let bios = probe_bios(tmp.path());
