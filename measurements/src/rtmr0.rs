@@ -31,8 +31,11 @@
 //!   variable store, the same offset and size the TDVF CFV section declares.
 //! - Secure Boot variables: measured with empty data, i.e. as absent, which is
 //!   what a firmware without enrolled keys and without a `SecureBoot`
-//!   variable produces (dstack-mr does the same). A build that creates
-//!   `SecureBoot` = 0 would measure one byte of data: that case is not modelled.
+//!   variable produces (dstack-mr does the same). A build with
+//!   `SECURE_BOOT_ENABLE` creates `SecureBoot` = 0 and would measure one byte
+//!   of data: that case is not modelled. The pinned trixie `OVMF.fd` has no
+//!   `SecureBootConfigDxe` in its firmware volumes (the module such builds
+//!   carry), so it is taken to be built without it.
 //! - Everything after the separator depends on the QEMU version, machine type,
 //!   devices and boot options, and is taken from a capture ([`Rtmr0HostEvents`]).
 //!
