@@ -330,6 +330,145 @@ impl ApplianceMeasurements {
     }
 }
 
+/// One event in a comparison: what extended the register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventSummary {
+    /// The event's name (ours for expected events, the TCG type for captured ones).
+    pub name: String,
+    /// The TCG event type.
+    pub event_type: u32,
+    /// The digest extended.
+    pub digest: Digest48,
+}
+
+impl From<&Event> for EventSummary {
+    fn from(e: &Event) -> Self {
+        EventSummary {
+            name: e.name.clone(),
+            event_type: e.event_type,
+            digest: e.digest,
+        }
+    }
+}
+
+/// Expected and captured event at the same position of one register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventRow {
+    /// Position in the register's event sequence.
+    pub index: usize,
+    /// What this module computed (or took from input), if anything.
+    pub expected: Option<EventSummary>,
+    /// What the captured log holds, if anything.
+    pub actual: Option<EventSummary>,
+    /// Digests equal.
+    pub same: bool,
+}
+
+/// One register's expected events against a captured log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RegisterComparison {
+    /// `rtmr0` .. `rtmr3`.
+    pub register: String,
+    /// Which expected variant was compared (the one agreeing longest), if several.
+    pub variant: Option<String>,
+    /// Whether every expected event is known; when not (RTMR0 without host
+    /// events), captured events past the expected ones are not differences.
+    pub complete: bool,
+    /// Side by side, in extend order.
+    pub rows: Vec<EventRow>,
+    /// The first position where they disagree, if any.
+    pub first_difference: Option<usize>,
+}
+
+/// The appliance's expected events against a captured CCEL (or other) event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comparison {
+    /// RTMR0 to RTMR3.
+    pub registers: Vec<RegisterComparison>,
+    /// No register has a difference.
+    pub matches: bool,
+}
+
+fn compare_register(
+    register: &str,
+    variant: Option<String>,
+    expected: &[&Event],
+    actual: &[&Event],
+    complete: bool,
+) -> RegisterComparison {
+    let len = expected.len().max(actual.len());
+    let mut rows = Vec::with_capacity(len);
+    let mut first_difference = None;
+    for index in 0..len {
+        let e = expected.get(index).copied();
+        let a = actual.get(index).copied();
+        let same = match (e, a) {
+            (Some(e), Some(a)) => e.digest == a.digest,
+            // Without host events the captured tail is shown, not compared.
+            (None, Some(_)) => !complete,
+            _ => false,
+        };
+        if !same && first_difference.is_none() {
+            first_difference = Some(index);
+        }
+        rows.push(EventRow {
+            index,
+            expected: e.map(EventSummary::from),
+            actual: a.map(EventSummary::from),
+            same,
+        });
+    }
+    RegisterComparison {
+        register: register.into(),
+        variant,
+        complete,
+        rows,
+        first_difference,
+    }
+}
+
+/// Compare the expected events of `m` with a captured event log (the TD's
+/// CCEL), register by register, to find the first event that differs.
+pub fn compare(m: &ApplianceMeasurements, log: &crate::EventLog) -> Comparison {
+    let actual =
+        |rtmr: u8| -> Vec<&Event> { log.events().iter().filter(|e| e.rtmr == rtmr).collect() };
+    let mut registers = Vec::with_capacity(4);
+
+    let rtmr0: Vec<&Event> = m.rtmr0.events.iter().map(|e| &e.event).collect();
+    registers.push(compare_register(
+        "rtmr0",
+        None,
+        &rtmr0,
+        &actual(0),
+        m.rtmr0.value.is_some(),
+    ));
+
+    let actual1 = actual(1);
+    let best = m
+        .rtmr1
+        .iter()
+        .map(|v| {
+            let expected: Vec<&Event> = v.events.iter().collect();
+            compare_register("rtmr1", Some(v.when.clone()), &expected, &actual1, true)
+        })
+        .max_by_key(|c| {
+            (
+                c.first_difference.is_none(),
+                c.first_difference.unwrap_or(usize::MAX),
+            )
+        });
+    if let Some(best) = best {
+        registers.push(best);
+    }
+
+    let rtmr2: Vec<&Event> = m.rtmr2.events.iter().collect();
+    registers.push(compare_register("rtmr2", None, &rtmr2, &actual(2), true));
+    registers.push(compare_register("rtmr3", None, &[], &actual(3), true));
+
+    let matches = registers.iter().all(|r| r.first_difference.is_none());
+    Comparison { registers, matches }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,3 +161,110 @@ fn bad_directories_exit_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("firmware"), "{err}");
 }
+
+/// A TCG2 crypto-agile log (SHA-384 only) whose records carry the given
+/// `(MrIndex, event type, digest)`; the event data is a placeholder, since the
+/// replay trusts the digest field as firmware logs are read.
+fn tcg_log(records: &[(u32, u32, Digest48)]) -> Vec<u8> {
+    let mut spec = b"Spec ID Event03\0".to_vec();
+    spec.extend_from_slice(&0u32.to_le_bytes()); // platform class
+    spec.extend_from_slice(&[0, 2, 0, 2]); // minor, major, errata, uintn size
+    spec.extend_from_slice(&1u32.to_le_bytes());
+    spec.extend_from_slice(&0x000cu16.to_le_bytes()); // SHA-384
+    spec.extend_from_slice(&48u16.to_le_bytes());
+    spec.push(0); // vendor info size
+    let mut log = Vec::new();
+    log.extend_from_slice(&0u32.to_le_bytes());
+    log.extend_from_slice(&3u32.to_le_bytes()); // EV_NO_ACTION
+    log.extend_from_slice(&[0; 20]);
+    log.extend_from_slice(&(spec.len() as u32).to_le_bytes());
+    log.extend_from_slice(&spec);
+    for (mr, ty, digest) in records {
+        log.extend_from_slice(&mr.to_le_bytes());
+        log.extend_from_slice(&ty.to_le_bytes());
+        log.extend_from_slice(&1u32.to_le_bytes());
+        log.extend_from_slice(&0x000cu16.to_le_bytes());
+        log.extend_from_slice(&digest.0);
+        log.extend_from_slice(&4u32.to_le_bytes());
+        log.extend_from_slice(b"data");
+    }
+    log
+}
+
+/// The events `report` expects, as `(MrIndex, type, digest)`, RTMR1 from `variant`.
+fn expected_records(report: &serde_json::Value, variant: usize) -> Vec<(u32, u32, Digest48)> {
+    let mut records = Vec::new();
+    let events = [
+        (1, &report["rtmr0"]["events"]),
+        (2, &report["rtmr1"][variant]["events"]),
+        (3, &report["rtmr2"]["events"]),
+    ];
+    for (mr, list) in events {
+        for e in list.as_array().expect("events") {
+            let e = if mr == 1 { &e["event"] } else { e };
+            records.push((
+                mr,
+                e["event_type"].as_u64().expect("type") as u32,
+                digest48(&e["digest"]),
+            ));
+        }
+    }
+    records
+}
+
+#[test]
+fn a_captured_log_is_compared_event_by_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    appliance(dir.path(), &[0x5a; 8192]);
+    let (report, _) = registers(dir.path(), &[]);
+    let ccel = dir.path().join("ccel.bin");
+    let arg = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+
+    // The log a TD of this image would produce on QEMU 10+ (unmodified kernel),
+    // plus two host-dependent RTMR0 events the model does not know: matches.
+    let mut records = expected_records(&report, 1);
+    let tail = records
+        .iter()
+        .position(|r| r.0 != 1)
+        .expect("rtmr1 events follow rtmr0");
+    records.insert(tail, (1, 0x8000_000a, Digest48([0xac; 48])));
+    records.insert(tail + 1, (1, 0x8000_000a, Digest48([0xad; 48])));
+    std::fs::write(&ccel, tcg_log(&records)).expect("ccel");
+    let out = measure(&["image", &arg(dir.path()), "--ccel", &arg(&ccel), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["comparison"]["matches"], true);
+    assert_eq!(json["comparison"]["registers"][0]["complete"], false);
+    assert!(json["comparison"]["registers"][1]["variant"]
+        .as_str()
+        .expect("variant")
+        .contains("unmodified"));
+
+    // Another initrd digest: RTMR2's second event differs; exit 1, text says where.
+    let mut records = expected_records(&report, 0);
+    let last = records.len() - 1;
+    records[last].2 = Digest48([0x11; 48]);
+    std::fs::write(&ccel, tcg_log(&records)).expect("ccel");
+    let out = measure(&["image", &arg(dir.path()), "--ccel", &arg(&ccel)]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("comparison with the captured log: DIFFERS"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rtmr2: first difference at event #1"),
+        "{text}"
+    );
+    assert!(text.contains("rtmr1 (kernel as QEMU patches"), "{text}");
+    assert!(text.contains("rtmr3: matches"), "{text}");
+}

@@ -8,7 +8,8 @@
 //!   for each page-add order.
 //! - `image DIR` computes every register of an appliance directory written by
 //!   `tessella-image build` (MRTD, RTMR0's computable part, RTMR1, RTMR2, RTMR3,
-//!   MRCONFIGID) with the events behind each, and writes the measurement policy.
+//!   MRCONFIGID) with the events behind each, and writes the measurement policy;
+//!   with `--ccel` it compares them with a TD's captured event log.
 //! - `rtmr0-capture CCEL` turns a firmware event log captured on a real host
 //!   into the RTMR0 host-events allow-list input (the events after the separator).
 
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use tessella_measurements::appliance::{self, ApplianceInputs, ApplianceMeasurements};
+use tessella_measurements::appliance::{self, ApplianceInputs, ApplianceMeasurements, Comparison};
 use tessella_measurements::{EventLog, LogFormat, MrtdOrder, Rtmr0HostEvents, Tdvf};
 
 /// Compute and replay TDX measurements.
@@ -74,6 +75,11 @@ enum Command {
         /// The policy entry's id.
         #[arg(long, default_value = "tessella-appliance")]
         id: String,
+        /// A firmware event log captured in a TD booted from this image
+        /// (`/sys/firmware/acpi/tables/data/CCEL`): compare it with the
+        /// expected events register by register; exit 1 on a difference.
+        #[arg(long)]
+        ccel: Option<PathBuf>,
         /// Print the full report (registers, variants, events, notes) as JSON.
         #[arg(long)]
         json: bool,
@@ -113,6 +119,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Mismatch>() => {
+            eprintln!("tessella-measure: {e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("tessella-measure: {e:#}");
             ExitCode::from(2)
@@ -162,6 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rtmr0_host_events,
             policy_out,
             id,
+            ccel,
             json,
         } => {
             let memory = memory_mib
@@ -187,12 +198,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::fs::write(&path, policy.to_json_pretty())
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            let out = if json {
-                measured.events_json() + "\n"
-            } else {
-                image_text(&measured)
+            let comparison = match ccel {
+                Some(path) => {
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let log = EventLog::parse(&bytes, None)
+                        .with_context(|| format!("parsing {}", path.display()))?;
+                    Some(appliance::compare(&measured, &log))
+                }
+                None => None,
             };
-            print(&out)
+            let out = if json {
+                let mut value = serde_json::to_value(&measured)?;
+                if let (Some(c), Some(obj)) = (&comparison, value.as_object_mut()) {
+                    obj.insert("comparison".into(), serde_json::to_value(c)?);
+                }
+                serde_json::to_string_pretty(&value)? + "\n"
+            } else {
+                let mut text = image_text(&measured);
+                if let Some(c) = &comparison {
+                    text.push_str(&comparison_text(c));
+                }
+                text
+            };
+            print(&out)?;
+            if comparison.is_some_and(|c| !c.matches) {
+                return Err(Mismatch.into());
+            }
+            Ok(())
         }
         Command::Rtmr0Capture { ccel } => {
             let input =
@@ -202,6 +235,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print(&host.to_json())
         }
     }
+}
+
+/// The captured log disagrees with the expected events (exit 1, not 2).
+#[derive(Debug)]
+struct Mismatch;
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the captured event log differs from the expected events")
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
+fn comparison_text(c: &Comparison) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "comparison with the captured log: {}",
+        if c.matches { "MATCHES" } else { "DIFFERS" }
+    );
+    for r in &c.registers {
+        let state = match r.first_difference {
+            None => "matches".to_string(),
+            Some(i) => format!("first difference at event #{i}"),
+        };
+        let variant = r
+            .variant
+            .as_deref()
+            .map(|v| format!(" ({v})"))
+            .unwrap_or_default();
+        let partial = if r.complete {
+            ""
+        } else {
+            " [host events not given: only the computed prefix is compared]"
+        };
+        let _ = writeln!(out, "{}{variant}: {state}{partial}", r.register);
+        for row in &r.rows {
+            let show = |e: &Option<tessella_measurements::appliance::EventSummary>| {
+                e.as_ref()
+                    .map(|e| format!("{:<24} {}", e.name, e.digest))
+                    .unwrap_or_else(|| "-".into())
+            };
+            let mark = if row.same { " " } else { "!" };
+            let _ = writeln!(
+                out,
+                " {mark} #{:<2} expected {}\n       actual   {}",
+                row.index,
+                show(&row.expected),
+                show(&row.actual)
+            );
+        }
+    }
+    out
 }
 
 fn image_text(m: &ApplianceMeasurements) -> String {
