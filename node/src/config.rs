@@ -40,8 +40,18 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "TESSELLA_";
 
 /// `TESSELLA_*` variables that are not options and are left alone by
-/// [`NodeConfig::apply_env`]: `TESSELLA_CONFIG` names the config file.
-pub const RESERVED_ENV: &[&str] = &["TESSELLA_CONFIG"];
+/// [`NodeConfig::apply_env`]: `TESSELLA_CONFIG` names the config file; the
+/// others belong to tessella's other tools (`tessella-image`'s cache) and its
+/// test suite, so exporting them in a shell never stops a node.
+pub const RESERVED_ENV: &[&str] = &[
+    "TESSELLA_CONFIG",
+    "TESSELLA_IMAGE_CACHE",
+    "TESSELLA_IMAGE_INPUTS",
+    "TESSELLA_IMAGE_DIR",
+    "TESSELLA_SKIP_IMAGE_BUILD",
+    "TESSELLA_TDX_SAMPLES",
+    "TESSELLA_TIME_SCALE",
+];
 
 /// Every option, as `section.key` (or `key` at the top level).
 pub const KEYS: &[&str] = &[
@@ -1646,6 +1656,8 @@ mod tests {
             ),
             ("TESSELLA_NETWORK_TAGS", ""),
             ("TESSELLA_CONFIG", "/etc/tessella/node.toml"),
+            ("TESSELLA_IMAGE_CACHE", "/var/cache/tessella-image"),
+            ("TESSELLA_TIME_SCALE", "3"),
             ("PATH", "/usr/bin"),
             ("HOME", "/root"),
         ])
