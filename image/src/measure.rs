@@ -43,7 +43,7 @@ impl Step for MeasureStep {
             std::fs::write(&path, text)
                 .map_err(BuildError::io(format!("writing {}", path.display())))?;
         }
-        let hex = |v: &[tessella_measurements::appliance::Variant]| {
+        let variants = |v: &[tessella_measurements::appliance::Variant]| {
             v.iter()
                 .map(|v| json!({ "value": v.value, "when": v.when }))
                 .collect::<Vec<_>>()
@@ -52,9 +52,9 @@ impl Step for MeasureStep {
             "policy": files::POLICY,
             "events": files::EVENTS,
             "memory_mib": ctx.config.vm.ram_mib,
-            "mrtd": hex(&m.mrtd),
+            "mrtd": variants(&m.mrtd),
             "rtmr0": m.rtmr0.value,
-            "rtmr1": hex(&m.rtmr1),
+            "rtmr1": variants(&m.rtmr1),
             "rtmr2": m.rtmr2.value,
             "rtmr3": m.rtmr3,
             "notes": m.notes,

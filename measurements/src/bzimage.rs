@@ -322,6 +322,18 @@ mod tests {
     use super::*;
 
     /// A fake bzImage header: protocol `version`, `xloadflags`, `initrd_addr_max`.
+    /// QEMU's fields for `k` booted with `memory_bytes` of RAM and an initrd of `initrd_size`.
+    fn fields(k: &[u8], memory_bytes: u64, initrd_size: Option<u64>) -> PatchedFields {
+        qemu_patched_fields(
+            k,
+            &QemuDirectBoot {
+                memory_bytes,
+                initrd_size,
+            },
+        )
+        .expect("patch")
+    }
+
     fn kernel(version: u16, xlf: u16, addr_max: u32) -> Vec<u8> {
         let mut k = vec![0u8; 0x1400];
         k[offsets::SETUP_SECTS] = 4;
@@ -341,14 +353,7 @@ mod tests {
         // 1 GiB: below_4g = 0x4000_0000; initrd_max = 0x4000_0000 - 0x28000 - 1
         // = 0x3ffd_7fff; image = (0x3ffd_7fff - 0x1234) & !0xfff = 0x3ffd_6000.
         let k = kernel(0x20f, XLF_CAN_BE_LOADED_ABOVE_4G, 0x7fff_ffff);
-        let f = qemu_patched_fields(
-            &k,
-            &QemuDirectBoot {
-                memory_bytes: GIB,
-                initrd_size: Some(0x1234),
-            },
-        )
-        .expect("patch");
+        let f = fields(&k, GIB, Some(0x1234));
         assert_eq!(
             f,
             PatchedFields {
@@ -390,25 +395,11 @@ mod tests {
         // >= 0xb000_0000: below_4g = 2 GiB: initrd_max = 0x7ffd_7fff.
         let k = kernel(0x20f, XLF_CAN_BE_LOADED_ABOVE_4G, 0x7fff_ffff);
         for mem in [0xb000_0000, 4 * GIB, 64 * GIB] {
-            let f = qemu_patched_fields(
-                &k,
-                &QemuDirectBoot {
-                    memory_bytes: mem,
-                    initrd_size: Some(0x10_0000),
-                },
-            )
-            .expect("patch");
+            let f = fields(&k, mem, Some(0x10_0000));
             assert_eq!(f.ramdisk_image, (0x7ffd_7fff - 0x10_0000) & !0xfff);
         }
         // Just below 2.75 GiB, all RAM is low.
-        let f = qemu_patched_fields(
-            &k,
-            &QemuDirectBoot {
-                memory_bytes: 0xafff_f000,
-                initrd_size: Some(0x10_0000),
-            },
-        )
-        .expect("patch");
+        let f = fields(&k, 0xafff_f000, Some(0x10_0000));
         assert_eq!(
             f.ramdisk_image,
             (0xafff_f000 - 0x28000 - 1 - 0x10_0000) & !0xfff
@@ -420,36 +411,15 @@ mod tests {
         // Protocol 2.12 without XLF bit 1: initrd_addr_max (below the 1 GiB
         // RAM limit here) caps the address.
         let k = kernel(0x20c, 0x0001, 0x2fff_ffff);
-        let f = qemu_patched_fields(
-            &k,
-            &QemuDirectBoot {
-                memory_bytes: GIB,
-                initrd_size: Some(0x2000),
-            },
-        )
-        .expect("patch");
+        let f = fields(&k, GIB, Some(0x2000));
         assert_eq!(f.ramdisk_image, 0x2fff_d000);
         // Bit 6 (XLF_5LEVEL_ENABLED) is not the above-4G flag.
         let k = kernel(0x20c, 0x0040, 0x2fff_ffff);
-        let f = qemu_patched_fields(
-            &k,
-            &QemuDirectBoot {
-                memory_bytes: GIB,
-                initrd_size: Some(0x2000),
-            },
-        )
-        .expect("patch");
+        let f = fields(&k, GIB, Some(0x2000));
         assert_eq!(f.ramdisk_image, 0x2fff_d000);
         // Protocol 2.11 ignores xloadflags.
         let k = kernel(0x20b, XLF_CAN_BE_LOADED_ABOVE_4G, 0x2fff_ffff);
-        let f = qemu_patched_fields(
-            &k,
-            &QemuDirectBoot {
-                memory_bytes: GIB,
-                initrd_size: Some(0x2000),
-            },
-        )
-        .expect("patch");
+        let f = fields(&k, GIB, Some(0x2000));
         assert_eq!(f.ramdisk_image, 0x2fff_d000);
     }
 
@@ -457,24 +427,10 @@ mod tests {
     fn without_initrd_ramdisk_fields_are_kept() {
         let mut k = kernel(0x20f, XLF_CAN_BE_LOADED_ABOVE_4G, 0x7fff_ffff);
         k[0x218] = 0x11;
-        let f = qemu_patched_fields(
-            &k,
-            &QemuDirectBoot {
-                memory_bytes: GIB,
-                initrd_size: None,
-            },
-        )
-        .expect("patch");
+        let f = fields(&k, GIB, None);
         assert_eq!((f.ramdisk_image, f.ramdisk_size), (0x11, 0));
         // Independent of RAM without an initrd.
-        let g = qemu_patched_fields(
-            &k,
-            &QemuDirectBoot {
-                memory_bytes: 8 * GIB,
-                initrd_size: None,
-            },
-        )
-        .expect("patch");
+        let g = fields(&k, 8 * GIB, None);
         assert_eq!(f, g);
     }
 

@@ -473,10 +473,7 @@ pub struct Sha384Digest(pub [u8; SHA384_LEN]);
 impl Sha384Digest {
     /// The SHA-384 of `bytes`.
     pub fn of(bytes: &[u8]) -> Sha384Digest {
-        let digest = ring::digest::digest(&ring::digest::SHA384, bytes);
-        let mut out = [0u8; SHA384_LEN];
-        out.copy_from_slice(digest.as_ref());
-        Sha384Digest(out)
+        Sha384Digest(tessella_attestation::measurements::sha384(bytes).0)
     }
 }
 

@@ -41,10 +41,7 @@ pub const CHECK_REPORT_DATA: [u8; 64] = {
 
 /// SHA-384 of the config bytes: what MRCONFIGID must be.
 pub fn config_sha384(config_bytes: &[u8]) -> [u8; MR_CONFIG_ID_LEN] {
-    let digest = ring::digest::digest(&ring::digest::SHA384, config_bytes);
-    let mut out = [0u8; MR_CONFIG_ID_LEN];
-    out.copy_from_slice(digest.as_ref());
-    out
+    tessella_attestation::measurements::sha384(config_bytes).0
 }
 
 /// The value to give QEMU's `tdx-guest` `mrconfigid` property for

@@ -4,6 +4,8 @@
 //! check `run`/`init` make before starting) and from a started node's own
 //! certificate. Also the binary's refusals around `init` and TDX configs.
 
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 
@@ -13,6 +15,8 @@ use tessella_attestation::{Policy, TicketIssuer};
 use tessella_node::configid::{self, ConfigBindingError};
 use tessella_node::devnet::{dev_policy, DEV_TD_NAME};
 use tessella_node::{Identity, Network, TicketSource};
+
+use common::tessella_node;
 
 const CONFIG: &[u8] =
     b"[network]\nname = \"prod\"\n[policy]\nfile = \"/etc/tessella/policy.json\"\n";
@@ -79,18 +83,6 @@ async fn a_started_nodes_own_quote_binds_the_config() {
     let e = configid::check_measurements(b"[network]\nname = \"evil\"\n", own).expect_err("other");
     assert!(matches!(e, ConfigBindingError::Mismatch { .. }), "{e}");
     network.shutdown().await;
-}
-
-fn tessella_node(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessella-node"));
-    cmd.args(args).env_remove("RUST_LOG");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run tessella-node");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (out.status.code().expect("exit code"), stderr)
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! refuses to start with a clear message; config errors name the key; and a
 //! TDX identity never trusts a dev root.
 
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 
 use tessella_attestation::dev::{DevPki, DevQuoteProvider, DevTd};
@@ -10,17 +11,7 @@ use tessella_attestation::TicketIssuer;
 use tessella_node::devnet::dev_policy;
 use tessella_node::{Identity, Network, NetworkError, TicketSource};
 
-fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessella-node"));
-    cmd.args(args).env_remove("RUST_LOG");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run tessella-node");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (out.status.code().expect("exit code"), stderr)
-}
+use common::tessella_node;
 
 #[test]
 fn run_without_a_td_refuses_to_start() {
@@ -46,7 +37,7 @@ fn run_without_a_td_refuses_to_start() {
     )
     .expect("write");
     let config = config.to_str().expect("utf-8");
-    let (code, stderr) = run(&["run", "--config", config], &[]);
+    let (code, stderr) = tessella_node(&["run", "--config", config], &[]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("cannot obtain a quote") && stderr.contains("configfs"),
@@ -54,7 +45,7 @@ fn run_without_a_td_refuses_to_start() {
     );
 
     // A config error names the key.
-    let (code, stderr) = run(
+    let (code, stderr) = tessella_node(
         &["run", "--config", config],
         &[("TESSELLA_LIMITS_MAX_PEERS", "many")],
     );
