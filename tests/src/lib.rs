@@ -4,8 +4,12 @@
 //! copied into the repository. The pinned Debian image inputs (OVMF, the
 //! kernel and its modules) are read from the directory `tessella-image fetch`
 //! fills, see [`image_inputs`].
+//!
+//! The test kit, for cluster tests, is [`kit`].
 
 use std::path::PathBuf;
+
+pub mod kit;
 
 /// The directory holding the real TDX samples, `../shared/tdx-samples` relative
 /// to the workspace root, or `TESSELLA_TDX_SAMPLES` when set.
