@@ -61,11 +61,24 @@ impl Admitted {
 pub struct Refused {
     /// The close code sent to the peer.
     pub code: CloseCode,
-    /// A short, stable reason (a ticket error code or a fixed phrase).
+    /// A short, stable reason (a ticket error code or a fixed phrase), sent
+    /// as the close reason.
     pub reason: String,
+    /// The metrics label: from a fixed set (a ticket error code or a fixed
+    /// phrase), never text a peer chose.
+    pub label: &'static str,
 }
 
 impl Refused {
+    /// A refusal with a fixed reason (also its metrics label).
+    pub fn new(code: CloseCode, reason: &'static str) -> Refused {
+        Refused {
+            code,
+            reason: reason.to_string(),
+            label: reason,
+        }
+    }
+
     fn ticket(e: &TicketError) -> Refused {
         let code = match e {
             TicketError::Expired { .. } => CloseCode::TicketExpired,
@@ -74,6 +87,7 @@ impl Refused {
         Refused {
             code,
             reason: format!("ticket {}", e.code()),
+            label: e.code(),
         }
     }
 }
@@ -123,20 +137,14 @@ pub fn admit(
     now: u64,
 ) -> Result<Admitted, Refused> {
     if hello.network != *network {
-        return Err(Refused {
-            code: CloseCode::WrongNetwork,
-            reason: "different network".into(),
-        });
+        return Err(Refused::new(CloseCode::WrongNetwork, "different network"));
     }
     let sub = identity.node_id.to_string();
     let claims = validator
         .validate(&hello.ticket, Some(&sub), now)
         .map_err(|e| Refused::ticket(&e))?;
     if revoked.covers(&claims) {
-        return Err(Refused {
-            code: CloseCode::TicketRevoked,
-            reason: "ticket revoked".into(),
-        });
+        return Err(Refused::new(CloseCode::TicketRevoked, "ticket revoked"));
     }
     Ok(Admitted { identity, claims })
 }

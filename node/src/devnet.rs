@@ -1,11 +1,17 @@
 //! A local dev-mode cluster: a dev PKI, a ticket issuer, a pinned policy and
-//! N nodes on loopback with their admin APIs, all generated under a data
-//! directory. Used by `tessella-node dev`, by tests and by benchmarks.
+//! N nodes on loopback with their admin APIs, all under one data directory.
+//! Used by `tessella-node dev` (all nodes in one process, or one member per
+//! process with `--member`), by tests and by benchmarks.
 //!
-//! Files written to the data directory (so people and tools can inspect and
-//! reuse them): `dev-root.pem`, `collateral/dev.json`, `policy.json`,
-//! `issuers.json` (the trusted ticket issuer's public key), `admin.jwt` (an
-//! admin ticket for the admin APIs).
+//! Files in the data directory (so people and tools can inspect and reuse
+//! them): `dev-root.pem`, `collateral/dev.json`, `policy.json`,
+//! `issuers.json` (the trusted ticket issuer's public key), `issuer.key` (its
+//! private key, mode 0600, so every member issues tickets the others trust),
+//! `network` (the network name the directory belongs to), `admin.jwt` (an
+//! admin ticket, renewed at every start) and `node-I/node.key`, node I's key,
+//! so a member restarted on the directory keeps its node id. The shared
+//! files are made once, under an exclusive lock on `.lock`, by whichever
+//! member starts first; the others read them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,29 +21,34 @@ use std::time::Duration;
 use tessella_attestation::clock::{Clock, SystemClock};
 use tessella_attestation::dev::{DevPki, DevTd};
 use tessella_attestation::measurements::{MeasurementPolicy, PolicyEntry, TcbRules};
-use tessella_attestation::{Policy, TicketIssuer, TicketValidator};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tessella_attestation::ticket::TicketAlgorithm;
+use tessella_attestation::{Policy, TicketIssuer};
 
-use crate::admin::{self, AdminAuth};
-use crate::network::{Identity, Network, TicketSource};
-use crate::status::NodeAdmin;
+use crate::network::{Identity, TicketSource};
+use crate::node::{Node, NodeSpec};
 
 /// The name dev TDs are derived from: its measurements are what the dev
 /// policy pins.
 pub const DEV_TD_NAME: &str = "tessella-dev-node";
 
+/// QUIC port of member 0 when `--member` is given without `--base-port`.
+pub const MEMBER_BASE_PORT: u16 = 7946;
+/// Admin port of member 0 when `--member` is given without `--admin-base-port`.
+pub const MEMBER_ADMIN_BASE_PORT: u16 = 9946;
+
 /// What to start.
 #[derive(Debug, Clone)]
 pub struct DevOptions {
-    /// Number of nodes.
+    /// Number of nodes in the cluster.
     pub nodes: usize,
+    /// Run only this member (0-based) of the cluster; None runs all.
+    pub member: Option<usize>,
     /// Network name.
     pub network: String,
-    /// Where the generated files go.
+    /// Where the shared files and each node's key go.
     pub data_dir: PathBuf,
-    /// First QUIC port (node i listens on `base_port + i`); 0 picks free ports.
+    /// First QUIC port (node i listens on `base_port + i`); 0 picks free
+    /// ports (not with `member`, whose peers must know each other's ports).
     pub base_port: u16,
     /// First admin port; 0 picks free ports.
     pub admin_base_port: u16,
@@ -51,6 +62,7 @@ impl Default for DevOptions {
     fn default() -> Self {
         DevOptions {
             nodes: 3,
+            member: None,
             network: "tessella-dev".into(),
             data_dir: std::env::temp_dir().join("tessella-dev"),
             base_port: 0,
@@ -63,30 +75,51 @@ impl Default for DevOptions {
 
 /// One running dev node.
 pub struct DevNode {
+    /// Its index in the cluster.
+    pub index: usize,
     /// The node.
-    pub network: Arc<Network>,
+    pub node: Node,
     /// Its admin API address.
     pub admin_addr: SocketAddr,
-    admin_task: JoinHandle<()>,
 }
 
-/// A running dev cluster.
+/// A running dev cluster (or one member of it).
 pub struct DevCluster {
-    /// The nodes, node 0 first (the others bootstrap from it).
+    /// The nodes this process runs, node 0 (or the member) first.
     pub nodes: Vec<DevNode>,
     /// A bearer token with the admin permission for every node's admin API.
     pub admin_token: String,
-    /// Where the generated files are.
+    /// Where the files are.
     pub data_dir: PathBuf,
-    stop_admin: watch::Sender<bool>,
+}
+
+/// The material every member of a dev cluster shares.
+struct Shared {
+    pki: Arc<DevPki>,
+    issuer: Arc<TicketIssuer>,
+    policy: tessella_attestation::measurements::MeasurementPolicy,
+    admin_token: String,
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::write(path, bytes)
+    // Write aside, then rename: readers never see half a file.
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mode = if name.ends_with(".key") { 0o600 } else { 0o644 };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)
 }
 
 /// The dev policy: the dev TD's registers, strict TCB rules.
@@ -109,116 +142,160 @@ fn operator_id() -> String {
     hex::encode(blake3::derive_key("tessella dev operator v1", b"admin"))
 }
 
-impl DevCluster {
-    /// Generate the dev material and start the nodes.
-    pub async fn start(opts: DevOptions) -> anyhow::Result<DevCluster> {
-        use anyhow::Context as _;
-        let dir = opts.data_dir.clone();
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
-        let pki = Arc::new(DevPki::generate(opts.seed.as_bytes()).context("dev PKI")?);
-        let issuer = Arc::new(TicketIssuer::generate_es256("tessella-dev-issuer")?);
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let now = clock.now_unix();
-        let policy = dev_policy();
-        write(&dir, "dev-root.pem", pki.root_pem().as_bytes())?;
-        write(&dir, "collateral/dev.json", &pki.collateral().to_json())?;
-        write(&dir, "policy.json", policy.to_json_pretty().as_bytes())?;
-        write(
-            &dir,
-            "issuers.json",
-            serde_json::to_string_pretty(&vec![issuer.public_key()])?.as_bytes(),
-        )?;
-        let admin_claims = issuer
-            .claims(operator_id(), opts.network.clone(), now, 7 * 24 * 3600)
-            .with_admin(true);
-        let admin_token = issuer.issue(&admin_claims)?;
-        write(&dir, "admin.jwt", admin_token.as_bytes())?;
+/// Make the shared files (first member) or read them (the others), under
+/// an exclusive lock; renew the admin ticket either way.
+fn shared(opts: &DevOptions, now: u64) -> anyhow::Result<Shared> {
+    use anyhow::{bail, Context as _};
+    let dir = &opts.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))
+        .with_context(|| format!("cannot open {}", dir.join(".lock").display()))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("cannot lock {}", dir.join(".lock").display()))?;
+    let pki = Arc::new(DevPki::generate(opts.seed.as_bytes()).context("dev PKI")?);
+    let policy = dev_policy();
+    let key_path = dir.join("issuer.key");
+    let issuer = match std::fs::read(&key_path) {
+        Ok(der) => {
+            let network = std::fs::read_to_string(dir.join("network")).unwrap_or_default();
+            if network.trim() != opts.network {
+                bail!(
+                    "data dir {} belongs to network {:?}, not {:?}: use another --data-dir",
+                    dir.display(),
+                    network.trim(),
+                    opts.network
+                );
+            }
+            TicketIssuer::from_pkcs8_der("tessella-dev-issuer", TicketAlgorithm::Es256, &der)
+                .with_context(|| format!("{} is not a dev issuer key", key_path.display()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let issuer = TicketIssuer::generate_es256("tessella-dev-issuer")?;
+            write(dir, "dev-root.pem", pki.root_pem().as_bytes())?;
+            write(dir, "collateral/dev.json", &pki.collateral().to_json())?;
+            write(dir, "policy.json", policy.to_json_pretty().as_bytes())?;
+            write(
+                dir,
+                "issuers.json",
+                serde_json::to_string_pretty(&vec![issuer.public_key()])?.as_bytes(),
+            )?;
+            write(dir, "network", opts.network.as_bytes())?;
+            // Last: its presence says the set is complete.
+            write(dir, "issuer.key", issuer.secret_pkcs8_der())?;
+            issuer
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read {}", key_path.display()))
+        }
+    };
+    let admin_claims = issuer
+        .claims(operator_id(), opts.network.clone(), now, 7 * 24 * 3600)
+        .with_admin(true);
+    let admin_token = issuer.issue(&admin_claims)?;
+    write(dir, "admin.jwt", admin_token.as_bytes())?;
+    Ok(Shared {
+        pki,
+        issuer: Arc::new(issuer),
+        policy,
+        admin_token,
+    })
+}
 
-        let validator = Arc::new(TicketValidator::new(
-            opts.network.clone(),
-            vec![issuer.public_key()],
-        )?);
-        let (stop_admin, stop_rx) = watch::channel(false);
-        let mut nodes: Vec<DevNode> = Vec::with_capacity(opts.nodes);
-        let mut bootstrap = Vec::new();
-        for i in 0..opts.nodes {
-            let port = |base: u16| {
-                if base == 0 {
-                    0
-                } else {
-                    base.saturating_add(i as u16)
+impl DevCluster {
+    /// Start the cluster (or, with `opts.member`, that one member).
+    pub async fn start(opts: DevOptions) -> anyhow::Result<DevCluster> {
+        use anyhow::{bail, Context as _};
+        if opts.nodes == 0 || opts.nodes > 64 {
+            bail!("--nodes must be between 1 and 64");
+        }
+        let (base, admin_base) = match opts.member {
+            Some(m) if m >= opts.nodes => {
+                bail!("--member {m} is not a member of a {}-node cluster (0 to {})", opts.nodes, opts.nodes - 1)
+            }
+            Some(_) => (
+                if opts.base_port == 0 { MEMBER_BASE_PORT } else { opts.base_port },
+                if opts.admin_base_port == 0 { MEMBER_ADMIN_BASE_PORT } else { opts.admin_base_port },
+            ),
+            None => (opts.base_port, opts.admin_base_port),
+        };
+        let port = |base: u16, i: usize| -> anyhow::Result<u16> {
+            if base == 0 {
+                return Ok(0);
+            }
+            u16::try_from(i)
+                .ok()
+                .and_then(|i| base.checked_add(i))
+                .context("port out of range")
+        };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let shared = shared(&opts, clock.now_unix())?;
+        let loopback = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let members: Vec<usize> = match opts.member {
+            Some(m) => vec![m],
+            None => (0..opts.nodes).collect(),
+        };
+        let mut nodes: Vec<DevNode> = Vec::with_capacity(members.len());
+        for &i in &members {
+            let bootstrap = match opts.member {
+                // A member dials every other member's fixed address.
+                Some(_) => (0..opts.nodes)
+                    .filter(|j| *j != i)
+                    .map(|j| port(base, j).map(loopback))
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+                // In one process, node 0 first; the others know only its address.
+                None => nodes.first().map(|n| vec![n.node.local_addr()]).unwrap_or_default(),
+            };
+            let mut spec = NodeSpec::new(
+                opts.network.clone(),
+                Identity::Dev {
+                    pki: shared.pki.clone(),
+                    td: Box::new(DevTd::named(DEV_TD_NAME)),
+                },
+                Policy::new(shared.policy.clone()),
+                TicketSource::Issuer(shared.issuer.clone(), 24 * 3600),
+                vec![shared.issuer.public_key()],
+            );
+            spec.listen = loopback(port(base, i)?);
+            spec.bootstrap = bootstrap;
+            spec.data_dir = Some(opts.data_dir.join(format!("node-{i}")));
+            spec.clock = clock.clone();
+            spec.discovery.interval = opts.gossip_interval;
+            spec.admin = Some(loopback(port(admin_base, i)?));
+            let node = match Node::start(spec).await.with_context(|| format!("starting node {i}")) {
+                Ok(n) => n,
+                Err(e) => {
+                    for n in &nodes {
+                        n.node.shutdown().await;
+                    }
+                    return Err(e);
                 }
             };
-            let network = Network::builder(&opts.network)
-                .identity(Identity::Dev {
-                    pki: pki.clone(),
-                    td: Box::new(DevTd::named(DEV_TD_NAME)),
-                })
-                .policy(Policy::new(policy.clone()))
-                .ticket(TicketSource::Issuer(issuer.clone(), 24 * 3600))
-                .trusted_issuers(vec![issuer.public_key()])
-                .listen(SocketAddr::from(([127, 0, 0, 1], port(opts.base_port))))
-                .bootstrap(bootstrap.clone())
-                .gossip_interval(opts.gossip_interval)
-                .clock(clock.clone())
-                .build()
-                .await
-                .with_context(|| format!("starting node {i}"))?;
-            let network = Arc::new(network);
-            if i == 0 {
-                bootstrap.push(network.local_addr());
-            }
-            let listener = TcpListener::bind(SocketAddr::from((
-                [127, 0, 0, 1],
-                port(opts.admin_base_port),
-            )))
-            .await
-            .with_context(|| format!("admin listener of node {i}"))?;
-            let admin_addr = listener.local_addr()?;
-            let router = admin::router(
-                Arc::new(NodeAdmin(network.clone())),
-                AdminAuth::new(validator.clone(), clock.clone()),
-            );
-            let mut stop = stop_rx.clone();
-            let admin_task = tokio::spawn(async move {
-                let shutdown = async move {
-                    let _ = stop.changed().await;
-                };
-                if let Err(e) = admin::serve(listener, router, shutdown).await {
-                    tracing::error!(error = %e, "admin API stopped");
-                }
-            });
+            let admin_addr = node.admin_addr().context("admin API address")?;
             nodes.push(DevNode {
-                network,
+                index: i,
+                node,
                 admin_addr,
-                admin_task,
             });
         }
         Ok(DevCluster {
             nodes,
-            admin_token,
-            data_dir: dir,
-            stop_admin,
+            admin_token: shared.admin_token,
+            data_dir: opts.data_dir,
         })
     }
 
-    /// Stop every node (announcing departure) and admin API.
+    /// Stop every node (announcing departure) and admin API, concurrently.
     pub async fn shutdown(self) {
-        let _ = self.stop_admin.send(true);
-        let stops: Vec<_> = self
-            .nodes
-            .iter()
-            .map(|n| {
-                let network = n.network.clone();
-                tokio::spawn(async move { network.shutdown().await })
-            })
-            .collect();
-        for stop in stops {
-            let _ = stop.await;
-        }
+        let mut stops = tokio::task::JoinSet::new();
         for n in self.nodes {
-            let _ = n.admin_task.await;
+            stops.spawn(async move { n.node.shutdown().await });
         }
+        while stops.join_next().await.is_some() {}
     }
 }

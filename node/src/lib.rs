@@ -10,7 +10,10 @@
 //! - [`config`]: the node's TOML configuration with environment overrides.
 //! - [`discovery`]: signed peer records, the catalog and push-pull gossip.
 //! - [`admission`]: what a peer must show after the handshake (ticket exchange).
-//! - [`network`]: the running node: endpoint, connections, gossip driver.
+//! - [`network`]: the transport: endpoint, admission, the peer table,
+//!   protocol handlers, peer handles and bounded outboxes.
+//! - [`node`]: the one assembly of a node (transport, discovery, admin API).
+//! - [`keyfile`]: the node key under the data dir (a stable node id).
 //! - [`admin`]: the axum admin API.
 //! - [`configid`]: the deployment config bound to the TD's MRCONFIGID.
 //! - [`pid1`]: the node as PID 1 of its image (`tessella-node init`).
@@ -22,15 +25,19 @@ pub mod configid;
 pub mod devnet;
 pub mod discovery;
 pub mod id;
+pub mod keyfile;
 pub mod metrics;
 pub mod network;
+pub mod node;
 pub mod pid1;
 pub mod relay;
 pub mod status;
 pub mod wire;
 
 pub use network::{
-    ConnectedPeer, Identity, Limits, Network, NetworkBuilder, NetworkError, TicketSource,
+    ConnectedPeer, Identity, Limits, Network, NetworkBuilder, NetworkError, PeerHandle,
+    PeerInfo, ProtocolHandler, TicketSource,
 };
+pub use node::{Node, NodeError, NodeSpec};
 
 pub use tessella_attestation as attestation;

@@ -1,19 +1,18 @@
 //! The running node as the admin API sees it: snapshots of its state under
 //! short locks, and collateral uploads verified before they are stored.
 
-use std::sync::Arc;
-
 use tessella_attestation::ratls::ParsedCert;
-use tessella_attestation::{Collateral, Quote};
+use tessella_attestation::{Collateral, Quote, VerifyError};
 
 use crate::admin::{
     AdminBackend, AttestationView, CollateralAccepted, CollateralRejected, NodeMode, NodeStatus,
     PeerView, Readiness, ReadinessCheck, VerdictView,
 };
+use crate::discovery::Discovery;
 use crate::network::Network;
 
 /// Serves a [`Network`] to the admin API.
-pub struct NodeAdmin(pub Arc<Network>);
+pub struct NodeAdmin(pub Network);
 
 impl AdminBackend for NodeAdmin {
     fn status(&self) -> NodeStatus {
@@ -65,46 +64,6 @@ impl AdminBackend for NodeAdmin {
         ])
     }
 
-    fn peers(&self) -> Vec<PeerView> {
-        let n = &self.0;
-        let connected = n.connected();
-        let mut views: Vec<PeerView> = n
-            .catalog_peers()
-            .into_iter()
-            .map(|(record, seen_secs_ago)| {
-                let conn = connected
-                    .iter()
-                    .find(|c| c.identity.node_id == record.node_id);
-                PeerView {
-                    node_id: record.node_id.to_string(),
-                    addrs: record.addrs.iter().map(|a| a.to_string()).collect(),
-                    connected: conn.is_some(),
-                    verdict: conn.map(|c| verdict(&c.identity)),
-                    ticket_expires: conn.map(|c| c.ticket_expires),
-                    tags: record.tags.iter().map(hex::encode).collect(),
-                    last_seen_secs_ago: seen_secs_ago,
-                }
-            })
-            .collect();
-        // Connected peers whose record has not arrived yet.
-        for c in &connected {
-            let id = c.identity.node_id.to_string();
-            if !views.iter().any(|v| v.node_id == id) {
-                views.push(PeerView {
-                    node_id: id,
-                    addrs: vec![c.addr.to_string()],
-                    connected: true,
-                    verdict: Some(verdict(&c.identity)),
-                    ticket_expires: Some(c.ticket_expires),
-                    tags: Vec::new(),
-                    last_seen_secs_ago: 0,
-                });
-            }
-        }
-        views.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-        views
-    }
-
     fn attestation(&self) -> AttestationView {
         let n = &self.0;
         let cert = n.certificate();
@@ -130,7 +89,13 @@ impl AdminBackend for NodeAdmin {
     fn upload_collateral(&self, body: &[u8]) -> Result<CollateralAccepted, CollateralRejected> {
         let collateral = Collateral::from_json(body)
             .map_err(|e| CollateralRejected::new("bad_collateral", e.to_string()))?;
-        let stored = self.0.add_collateral(collateral.clone())?;
+        let stored = self.0.add_collateral(collateral.clone()).map_err(|e| match e {
+            VerifyError::NoCollateral { fmspc } => CollateralRejected::new(
+                "unverifiable",
+                format!("no quote of platform {fmspc} is at hand to verify this collateral with"),
+            ),
+            e => CollateralRejected::new(e.code(), e.to_string()),
+        })?;
         Ok(CollateralAccepted {
             fmspc: collateral.fmspc().to_string(),
             valid_from: collateral.validity().not_before,
@@ -183,3 +148,44 @@ fn zero_measurements() -> tessella_attestation::measurements::TdMeasurements {
         xfam: [0; 8],
     }
 }
+
+/// `GET /v1/peers`: discovery's catalog joined with the transport's
+/// sessions (connected peers whose record has not arrived yet included).
+pub fn peer_views(network: &Network, discovery: &Discovery) -> Vec<PeerView> {
+        let connected = network.connected();
+        let mut views: Vec<PeerView> = discovery
+            .catalog_peers()
+            .into_iter()
+            .map(|(record, seen_secs_ago)| {
+                let conn = connected
+                    .iter()
+                    .find(|c| c.identity.node_id == record.node_id);
+                PeerView {
+                    node_id: record.node_id.to_string(),
+                    addrs: record.addrs.iter().map(|a| a.to_string()).collect(),
+                    connected: conn.is_some(),
+                    verdict: conn.map(|c| verdict(&c.identity)),
+                    ticket_expires: conn.map(|c| c.ticket_expires),
+                    tags: record.tags.iter().map(hex::encode).collect(),
+                    last_seen_secs_ago: seen_secs_ago,
+                }
+            })
+            .collect();
+        // Connected peers whose record has not arrived yet.
+        for c in &connected {
+            let id = c.identity.node_id.to_string();
+            if !views.iter().any(|v| v.node_id == id) {
+                views.push(PeerView {
+                    node_id: id,
+                    addrs: vec![c.addr.to_string()],
+                    connected: true,
+                    verdict: Some(verdict(&c.identity)),
+                    ticket_expires: Some(c.ticket_expires),
+                    tags: Vec::new(),
+                    last_seen_secs_ago: 0,
+                });
+            }
+        }
+        views.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        views
+    }

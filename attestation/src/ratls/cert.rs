@@ -67,6 +67,9 @@ pub enum RatlsError {
     /// Key or certificate generation failed while issuing.
     #[error("certificate generation: {0}")]
     Generate(String),
+    /// A stored node key is not a P-256 PKCS#8 key.
+    #[error("not a P-256 PKCS#8 node key: {0}")]
+    BadKey(String),
 }
 
 impl RatlsError {
@@ -82,6 +85,7 @@ impl RatlsError {
             RatlsError::Quote(e) => e.code(),
             RatlsError::Provider(_) => "quote_provider",
             RatlsError::Generate(_) => "certificate_generation",
+            RatlsError::BadKey(_) => "bad_node_key",
         }
     }
 }
@@ -152,6 +156,14 @@ impl RatlsIdentity {
         self.node_id
     }
 
+    /// The node key this certificate was issued for.
+    pub fn node_key(&self) -> NodeKey {
+        NodeKey {
+            pkcs8: self.key_pkcs8.clone(),
+            node_id: self.node_id,
+        }
+    }
+
     /// The key's SubjectPublicKeyInfo, DER (what the node id is derived from).
     pub fn spki_der(&self) -> Result<Vec<u8>, RatlsError> {
         ParsedCert::parse(self.cert.as_ref()).map(|p| p.spki)
@@ -199,6 +211,56 @@ impl RatlsIdentity {
     }
 }
 
+/// A node's long-lived P-256 key (PKCS#8). The node id derives from it, so
+/// a node that keeps its key keeps its id (and its ticket) across restarts.
+/// `Debug` never prints the key.
+#[derive(Clone)]
+pub struct NodeKey {
+    pkcs8: Arc<Vec<u8>>,
+    node_id: NodeId,
+}
+
+impl fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeKey")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeKey {
+    /// A fresh key from the system's random source.
+    pub fn generate() -> Result<NodeKey, RatlsError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| RatlsError::Generate(e.to_string()))?;
+        NodeKey::from_pkcs8_der(&key.serialize_der())
+    }
+
+    /// A key from its PKCS#8 DER; anything but a P-256 ECDSA key is refused.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<NodeKey, RatlsError> {
+        let parsed = KeyPair::from_pkcs8_der_and_sign_algo(
+            &PrivatePkcs8KeyDer::from(der),
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+        )
+        .map_err(|e| RatlsError::BadKey(e.to_string()))?;
+        let node_id = NodeId::from_spki(&parsed.subject_public_key_info());
+        Ok(NodeKey {
+            pkcs8: Arc::new(der.to_vec()),
+            node_id,
+        })
+    }
+
+    /// The key as PKCS#8 DER (secret: store it where only the node reads it).
+    pub fn pkcs8_der(&self) -> &[u8] {
+        &self.pkcs8
+    }
+
+    /// The node id this key gives.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+}
+
 /// Issue a certificate valid for `lifetime_secs` from `now`, with a fresh
 /// in-memory key and a quote from `provider` binding it to `network`.
 pub fn issue(
@@ -207,15 +269,20 @@ pub fn issue(
     now: u64,
     lifetime_secs: u64,
 ) -> Result<RatlsIdentity, RatlsError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| RatlsError::Generate(e.to_string()))?;
-    issue_with_key(
-        Arc::new(key.serialize_der()),
-        provider,
-        network,
-        now,
-        lifetime_secs,
-    )
+    issue_for_key(&NodeKey::generate()?, provider, network, now, lifetime_secs)
+}
+
+/// Issue a certificate for an existing `key` (a node restarted on its data
+/// dir), valid for `lifetime_secs` from `now`, with a quote from `provider`
+/// binding it to `network`.
+pub fn issue_for_key(
+    key: &NodeKey,
+    provider: &dyn QuoteProvider,
+    network: &NetworkId,
+    now: u64,
+    lifetime_secs: u64,
+) -> Result<RatlsIdentity, RatlsError> {
+    issue_with_key(key.pkcs8.clone(), provider, network, now, lifetime_secs)
 }
 
 impl RatlsIdentity {
@@ -471,5 +538,33 @@ impl rustls::client::ResolvesClientCert for CertResolver {
 
     fn has_certs(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod node_key_tests {
+    use super::*;
+
+    #[test]
+    fn a_node_key_round_trips_and_keeps_its_id() {
+        let key = NodeKey::generate().expect("generate");
+        let again = NodeKey::from_pkcs8_der(key.pkcs8_der()).expect("parse");
+        assert_eq!(key.node_id(), again.node_id());
+        assert!(!format!("{key:?}").contains(&hex::encode(key.pkcs8_der())));
+        let other = NodeKey::generate().expect("generate");
+        assert_ne!(key.node_id(), other.node_id());
+    }
+
+    #[test]
+    fn garbage_and_foreign_keys_are_refused() {
+        assert!(matches!(
+            NodeKey::from_pkcs8_der(b"not a key"),
+            Err(RatlsError::BadKey(_))
+        ));
+        let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("p384");
+        assert!(matches!(
+            NodeKey::from_pkcs8_der(&p384.serialize_der()),
+            Err(RatlsError::BadKey(_))
+        ));
     }
 }

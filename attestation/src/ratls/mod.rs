@@ -19,7 +19,7 @@ mod cert;
 pub mod verifier;
 
 pub use cert::{
-    issue, report_data_for, verify_node_signature, CertResolver, ParsedCert, RatlsError,
+    issue, issue_for_key, report_data_for, verify_node_signature, CertResolver, NodeKey, ParsedCert, RatlsError,
     RatlsIdentity, QUOTE_EXTENSION_OID, REPORT_DATA_DOMAIN,
 };
 pub use verifier::{

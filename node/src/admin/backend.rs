@@ -3,12 +3,13 @@
 use tessella_attestation::TicketError;
 
 use super::types::{
-    AttestationView, CollateralAccepted, CollateralRejected, NodeStatus, PeerView, Readiness,
+    AttestationView, CollateralAccepted, CollateralRejected, NodeStatus, Readiness,
     TicketInstalled,
 };
 
-/// The node as the admin API sees it. The runtime implements this; tests use
-/// a fake.
+/// The node itself as the admin API sees it (subsystems add their routes as
+/// sub-routers, see [`router`](super::router)). The runtime implements this;
+/// tests use a fake.
 ///
 /// Contract:
 /// - Every method except [`upload_collateral`](Self::upload_collateral) is
@@ -26,9 +27,6 @@ pub trait AdminBackend: Send + Sync + 'static {
     /// (endpoint bound, certificate valid, collateral present, ...):
     /// `GET /ready`.
     fn ready(&self) -> Readiness;
-
-    /// The peer catalog with each peer's verdict: `GET /v1/peers`.
-    fn peers(&self) -> Vec<PeerView>;
 
     /// This node's own evidence: `GET /v1/attestation`.
     fn attestation(&self) -> AttestationView;

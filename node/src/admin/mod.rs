@@ -90,14 +90,31 @@ const MAX_LOGGED_PATH: usize = 128;
 
 type Backend = Arc<dyn AdminBackend>;
 
-/// The admin API over `backend`, checking callers with `auth`. See the
-/// module documentation for the routes.
-pub fn router(backend: Arc<dyn AdminBackend>, auth: AdminAuth) -> Router {
+/// What `GET /v1/peers` lists (discovery's catalog joined with the
+/// transport's sessions).
+pub type PeerSource = Arc<dyn Fn() -> Vec<PeerView> + Send + Sync>;
+
+/// Discovery's sub-router: `GET /v1/peers`.
+pub fn peers_router(source: PeerSource) -> Router {
+    Router::new()
+        .route("/v1/peers", get(peers))
+        .with_state(source)
+}
+
+/// The admin API over `backend` (the node itself) and one sub-router per
+/// subsystem (discovery's [`peers_router`], later streams, groups and
+/// collections), merged; every sub-router's routes need an admin ticket like
+/// the node's. Callers are checked with `auth`. See the module documentation
+/// for the routes.
+pub fn router(
+    backend: Arc<dyn AdminBackend>,
+    auth: AdminAuth,
+    subsystems: impl IntoIterator<Item = Router>,
+) -> Router {
     let require_admin = middleware::from_fn_with_state(auth.clone(), auth::require_admin);
 
     let mut admin = Router::new()
         .route("/v1/status", get(status))
-        .route("/v1/peers", get(peers))
         .route("/v1/attestation", get(attestation))
         .route(
             "/v1/collateral",
@@ -124,15 +141,19 @@ pub fn router(backend: Arc<dyn AdminBackend>, auth: AdminAuth) -> Router {
         admin = admin.route("/metrics", get(metrics));
     }
 
+    let mut admin: Router = admin.with_state(backend.clone());
+    for sub in subsystems {
+        admin = admin.merge(sub);
+    }
     // route_layer: authentication runs only for matched routes, so unknown
     // paths get 404 rather than 401, and before the body is read, so an
     // unauthenticated caller cannot make the node buffer an upload.
-    open.merge(admin.route_layer(require_admin))
+    open.with_state(backend)
+        .merge(admin.route_layer(require_admin))
         .fallback(not_found)
         // After every route is added: it only applies to existing routes.
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_refusals))
-        .with_state(backend)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then stops
@@ -173,10 +194,8 @@ async fn status(State(backend): State<Backend>) -> Json<NodeStatus> {
     Json(backend.status())
 }
 
-async fn peers(State(backend): State<Backend>) -> Json<PeersResponse> {
-    Json(PeersResponse {
-        peers: backend.peers(),
-    })
+async fn peers(State(source): State<PeerSource>) -> Json<PeersResponse> {
+    Json(PeersResponse { peers: source() })
 }
 
 async fn attestation(State(backend): State<Backend>) -> Json<AttestationView> {

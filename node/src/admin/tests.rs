@@ -126,10 +126,6 @@ impl AdminBackend for Fake {
         self.readiness.lock().expect("lock").clone()
     }
 
-    fn peers(&self) -> Vec<PeerView> {
-        peer_views()
-    }
-
     fn attestation(&self) -> AttestationView {
         attestation_view()
     }
@@ -206,7 +202,12 @@ impl Harness {
         let clock = Arc::new(ManualClock::new(NOW));
         let backend = Arc::new(Fake::new());
         let auth = configure(AdminAuth::new(Arc::new(validator), clock.clone()));
-        let app = router(backend.clone(), auth);
+        // Discovery's routes come as a sub-router, as in the node.
+        let app = router(
+            backend.clone(),
+            auth,
+            [peers_router(Arc::new(peer_views))],
+        );
         Harness {
             issuer,
             clock,

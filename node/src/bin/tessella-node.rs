@@ -6,7 +6,6 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -14,16 +13,15 @@ use tessella_attestation::clock::{Clock, SystemClock};
 use tessella_attestation::dev::{DevPki, DevTd};
 use tessella_attestation::provider::ConfigfsTsm;
 use tessella_attestation::{
-    CollateralStore, Policy, QuoteProvider, TicketIssuer, TicketValidator, TrustedIssuer,
+    CollateralStore, Policy, QuoteProvider, TicketIssuer, TrustedIssuer,
 };
-use tessella_node::admin::{self, AdminAuth};
 use tessella_node::config::{IdentityMode, NodeConfig};
 use tessella_node::configid;
 use tessella_node::devnet::{dev_policy, DevCluster, DevOptions, DEV_TD_NAME};
+use tessella_node::discovery::DiscoveryOptions;
 use tessella_node::network::Limits;
 use tessella_node::pid1::{self, linux, LinuxSystem, System};
-use tessella_node::status::NodeAdmin;
-use tessella_node::{Identity, Network, TicketSource};
+use tessella_node::{Identity, Node, NodeSpec, TicketSource};
 
 #[derive(Parser)]
 #[command(name = "tessella-node", version, about = "A tessella node")]
@@ -44,18 +42,25 @@ enum Command {
     /// (fw_cfg, else /etc/tessella/node.toml), bring the network up, then run
     /// the node. The default when the process is PID 1. Never exits.
     Init,
-    /// Start a local dev-mode cluster with admin APIs until Ctrl-C.
+    /// Start a local dev-mode cluster with admin APIs until Ctrl-C (all
+    /// nodes in this process, or only `--member I`).
     Dev {
-        /// Number of nodes.
+        /// Number of nodes in the cluster.
         #[arg(long, default_value_t = 3)]
         nodes: usize,
-        /// Where the generated dev PKI, policy, issuer and tokens go.
+        /// Run only node I of the cluster, as this process (the others run
+        /// as their own processes with the same command and another I).
+        #[arg(long, value_name = "I")]
+        member: Option<usize>,
+        /// Where the shared dev files and each node's key go.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// First QUIC port (default: free ports).
+        /// First QUIC port; node I listens on P+I (default: free ports, or
+        /// 7946 with --member).
         #[arg(long, default_value_t = 0)]
         base_port: u16,
-        /// First admin API port (default: free ports).
+        /// First admin API port; node I serves on A+I (default: free ports,
+        /// or 9946 with --member).
         #[arg(long, default_value_t = 0)]
         admin_base_port: u16,
         /// Network name.
@@ -127,6 +132,7 @@ fn main() -> ExitCode {
             Command::Run { config } => run(config).await,
             Command::Dev {
                 nodes,
+                member,
                 data_dir,
                 base_port,
                 admin_base_port,
@@ -135,6 +141,7 @@ fn main() -> ExitCode {
                 let defaults = DevOptions::default();
                 dev(DevOptions {
                     nodes,
+                    member,
                     network,
                     data_dir: data_dir.unwrap_or(defaults.data_dir.clone()),
                     base_port,
@@ -159,20 +166,22 @@ fn main() -> ExitCode {
 }
 
 async fn dev(opts: DevOptions) -> anyhow::Result<()> {
-    if opts.nodes == 0 || opts.nodes > 64 {
-        bail!("--nodes must be between 1 and 64");
-    }
+    let total = opts.nodes;
+    let member = opts.member;
     let cluster = DevCluster::start(opts).await?;
-    println!(
-        "tessella dev cluster: {} nodes (DEV MODE: dev PKI, not Intel)",
-        cluster.nodes.len()
-    );
+    match member {
+        Some(i) => println!(
+            "tessella dev cluster: member {i} of {total} (DEV MODE: dev PKI, not Intel)"
+        ),
+        None => println!("tessella dev cluster: {total} nodes (DEV MODE: dev PKI, not Intel)"),
+    }
     println!("data dir: {}", cluster.data_dir.display());
-    for (i, n) in cluster.nodes.iter().enumerate() {
+    for n in &cluster.nodes {
         println!(
-            "node {i}: id {} quic {} admin http://{}",
-            n.network.node_id(),
-            n.network.local_addr(),
+            "node {}: id {} quic {} admin http://{}",
+            n.index,
+            n.node.node_id(),
+            n.node.local_addr(),
             n.admin_addr
         );
     }
@@ -354,9 +363,10 @@ async fn serve(config: NodeConfig, config_bytes: Vec<u8>, launch: Launch) -> any
         }
         None => bail!("tickets.trusted_issuers_file is required"),
     };
-    // The node's key (and so its id) is made at start: a ticket file only
-    // works when the key is stable across restarts, which it is not; the
-    // usual path is POST /v1/ticket once the node runs.
+    // The node's key (and so its id) is kept under data_dir, so a ticket
+    // file issued for it keeps working across restarts of the same data dir
+    // (in tdx mode the data dir is memory-backed: a TD reboot is a new id,
+    // and the usual path is POST /v1/ticket once the node runs).
     let ticket = match (&config.tickets.ticket_file, dev_issuer) {
         (Some(file), _) => TicketSource::Static(
             std::fs::read_to_string(file)
@@ -367,91 +377,78 @@ async fn serve(config: NodeConfig, config_bytes: Vec<u8>, launch: Launch) -> any
         (None, Some(issuer)) => TicketSource::Issuer(issuer, 24 * 3600),
         (None, None) => TicketSource::Pending,
     };
-    let network = Network::builder(&config.network.name)
-        .identity(identity)
-        .policy(policy)
-        .collateral(store)
-        .ticket(ticket)
-        .trusted_issuers(issuers.clone())
-        .ticket_leeway(config.tickets.leeway_secs)
-        .listen(config.network.listen)
-        .bootstrap(config.network.bootstrap.clone())
-        .tags(
-            config
-                .network
-                .tags
-                .iter()
-                .map(|t| tessella_node::id::Tag::from_name(t))
-                .collect(),
-        )
-        .clock(clock.clone())
-        .limits(Limits {
-            max_frame: config.limits.max_frame_bytes as usize,
-            max_peers: config.limits.max_peers,
-            max_catalog: config.limits.max_catalog,
-            event_queue: config.limits.queue_depth,
-        })
-        .cert_lifetime(config.identity.cert_lifetime_secs)
-        .gossip_interval(config.discovery.gossip_interval())
-        .peer_ttl(config.discovery.peer_ttl())
-        .build()
-        .await
-        .context("starting the node")?;
-    let network = Arc::new(network);
+    let mut spec = NodeSpec::new(
+        config.network.name.clone(),
+        identity,
+        policy,
+        ticket,
+        issuers,
+    );
+    spec.collateral = store;
+    spec.ticket_leeway = config.tickets.leeway_secs;
+    spec.listen = config.network.listen;
+    spec.bootstrap = config.network.bootstrap.clone();
+    spec.data_dir = Some(config.data_dir.clone());
+    spec.clock = clock.clone();
+    spec.limits = Limits {
+        max_frame: config.limits.max_frame_bytes as usize,
+        max_peers: config.limits.max_peers,
+        max_catalog: config.limits.max_catalog,
+        event_queue: config.limits.queue_depth,
+        ..Limits::default()
+    };
+    spec.cert_lifetime = config.identity.cert_lifetime_secs;
+    spec.discovery = DiscoveryOptions {
+        tags: config
+            .network
+            .tags
+            .iter()
+            .map(|t| tessella_node::id::Tag::from_name(t))
+            .collect(),
+        interval: config.discovery.gossip_interval(),
+        peer_ttl: config.discovery.peer_ttl(),
+        max_catalog: config.limits.max_catalog,
+        max_connections: config.limits.max_peers,
+        event_queue: config.limits.queue_depth,
+        ..DiscoveryOptions::default()
+    };
+    spec.admin = config.admin.enabled.then_some(config.admin.listen);
+    let node = Node::start(spec).await.context("starting the node")?;
     if config.identity.mode == IdentityMode::Tdx {
         // The quote the node now shows its peers must carry the same register.
-        if let Err(e) = configid::check_measurements(&config_bytes, network.own_measurements()) {
-            network.shutdown().await;
+        if let Err(e) =
+            configid::check_measurements(&config_bytes, node.network().own_measurements())
+        {
+            node.shutdown().await;
             return Err(e.into());
         }
     }
     match launch {
         Launch::Run => println!(
             "node {} listening on {} (network {:?})",
-            network.node_id(),
-            network.local_addr(),
+            node.node_id(),
+            node.local_addr(),
             config.network.name
         ),
         Launch::Init => launch.say(&format!(
             "node {} listening on {} (network {:?}, identity {})",
-            network.node_id(),
-            network.local_addr(),
+            node.node_id(),
+            node.local_addr(),
             config.network.name,
             config.identity.mode
         )),
     }
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let admin_task = if config.admin.enabled {
-        let validator = Arc::new(TicketValidator::new(config.network.name.clone(), issuers)?);
-        let listener = tokio::net::TcpListener::bind(config.admin.listen)
-            .await
-            .with_context(|| format!("admin.listen {}", config.admin.listen))?;
-        let router = admin::router(
-            Arc::new(NodeAdmin(network.clone())),
-            AdminAuth::new(validator, clock),
-        );
-        tracing::info!(addr = %config.admin.listen, "admin API listening");
+    if let Some(addr) = node.admin_addr() {
+        tracing::info!(%addr, "admin API listening");
         if launch == Launch::Init {
-            launch.say(&format!("admin API on {}", config.admin.listen));
+            launch.say(&format!("admin API on {addr}"));
         }
-        Some(tokio::spawn(async move {
-            let _ = admin::serve(listener, router, async move {
-                let _ = stop_rx.changed().await;
-            })
-            .await;
-        }))
-    } else {
-        None
-    };
+    }
     if launch == Launch::Init {
         let _ = writeln!(std::io::stderr(), "{}", pid1::READY_LINE);
     }
     stop_signal().await?;
-    let _ = stop_tx.send(true);
-    network.shutdown().await;
-    if let Some(t) = admin_task {
-        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
-    }
+    node.shutdown().await;
     Ok(())
 }
 

@@ -39,6 +39,7 @@
 //! [`GossipStats`] and [`Catalog::len`] / [`Catalog::refused`] feed metrics.
 
 pub mod catalog;
+mod driver;
 pub mod gossip;
 pub mod record;
 
@@ -47,6 +48,7 @@ mod sim;
 #[cfg(test)]
 mod testkit;
 
+pub use driver::{Discovery, DiscoveryError, DiscoveryOptions};
 pub use catalog::{Catalog, CatalogEvent, DepartReason, Peer};
 pub use gossip::{
     DiscoveryMsg, DiscoveryV1, Gossip, GossipConfig, GossipStats, LocalInfo, MsgError, Out,

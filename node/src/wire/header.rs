@@ -36,16 +36,19 @@ pub enum StreamFamily {
     Groups = 3,
     /// Replicated collections.
     Collections = 4,
+    /// Functions (typed request/response).
+    Functions = 5,
 }
 
 impl StreamFamily {
     /// Every family, in numeric order.
-    pub const ALL: [StreamFamily; 5] = [
+    pub const ALL: [StreamFamily; 6] = [
         StreamFamily::Control,
         StreamFamily::Discovery,
         StreamFamily::Streams,
         StreamFamily::Groups,
         StreamFamily::Collections,
+        StreamFamily::Functions,
     ];
 
     /// The family's wire byte.
@@ -66,6 +69,7 @@ impl StreamFamily {
             StreamFamily::Streams => "streams",
             StreamFamily::Groups => "groups",
             StreamFamily::Collections => "collections",
+            StreamFamily::Functions => "functions",
         }
     }
 }
@@ -234,7 +238,7 @@ mod tests {
         let h = StreamHeader::with_version(StreamFamily::Groups, 7);
         assert_eq!(StreamHeader::decode(h.encode()).expect("decode"), h);
         assert_eq!(StreamFamily::from_u8(2), Some(StreamFamily::Streams));
-        assert_eq!(StreamFamily::from_u8(5), None);
+        assert_eq!(StreamFamily::from_u8(6), None);
     }
 
     #[test]
@@ -244,6 +248,7 @@ mod tests {
         assert_eq!(StreamFamily::Streams.as_u8(), 2);
         assert_eq!(StreamFamily::Groups.as_u8(), 3);
         assert_eq!(StreamFamily::Collections.as_u8(), 4);
+        assert_eq!(StreamFamily::Functions.as_u8(), 5);
     }
 
     #[test]

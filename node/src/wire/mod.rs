@@ -19,7 +19,7 @@
 //!        | 'T'    | family  | version  | reserved |
 //!        | 0x54   | u8      | u8       | 0x00     |
 //!        +--------+---------+----------+----------+
-//!   family:   0 Control  1 Discovery  2 Streams  3 Groups  4 Collections
+//!   family:   0 Control  1 Discovery  2 Streams  3 Groups  4 Collections  5 Functions
 //!   version:  the family's own protocol version (1 today)
 //!
 //! frame (repeated until the stream ends)

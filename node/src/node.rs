@@ -1,0 +1,262 @@
+//! The one assembly of a node: a [`NodeSpec`] (identity, policy, collateral,
+//! tickets, network, discovery, admin API) becomes a running [`Node`].
+//! `tessella-node run`, `init` and `dev` and the test kit all start nodes
+//! through [`Node::start`], so they run the same code.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessella_attestation::clock::{Clock, SystemClock};
+use tessella_attestation::{
+    CollateralStore, Policy, TicketValidator, TrustedIssuer, Verifier,
+};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, AdminAuth};
+use crate::discovery::{CatalogEvent, Discovery, DiscoveryError, DiscoveryOptions, PeerRecord};
+use crate::id::NodeId;
+use crate::network::{
+    ConnectedPeer, Identity, Limits, Network, NetworkError, SocketWrapper, TicketSource,
+};
+use crate::status::{peer_views, NodeAdmin};
+
+/// Everything a node is started from.
+pub struct NodeSpec {
+    /// The network's name (tickets' audience).
+    pub network: String,
+    /// Where quotes come from.
+    pub identity: Identity,
+    /// Admission policy for peers (and this node's own evidence).
+    pub policy: Policy,
+    /// Trust anchor override (default: Intel's, or the dev PKI's in dev mode).
+    pub anchor: Option<Verifier>,
+    /// Collateral the node starts with.
+    pub collateral: Arc<CollateralStore>,
+    /// This node's ticket.
+    pub ticket: TicketSource,
+    /// Issuers whose tickets peers (and admins) may present.
+    pub issuers: Vec<TrustedIssuer>,
+    /// Clock skew tolerated on tickets, seconds.
+    pub ticket_leeway: u64,
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// Addresses dialled at start.
+    pub bootstrap: Vec<SocketAddr>,
+    /// Where the node key lives (None: a fresh key in memory).
+    pub data_dir: Option<PathBuf>,
+    /// The clock for certificates, tickets and verdicts.
+    pub clock: Arc<dyn Clock>,
+    /// Transport bounds.
+    pub limits: Limits,
+    /// Certificate lifetime, seconds.
+    pub cert_lifetime: u64,
+    /// How often tickets, idle connections and renewals are checked.
+    pub sweep_interval: Duration,
+    /// Discovery settings.
+    pub discovery: DiscoveryOptions,
+    /// The admin API's listen address (None: no admin API).
+    pub admin: Option<SocketAddr>,
+    /// Wraps the UDP socket (the test kit's fault injection).
+    pub socket: Option<SocketWrapper>,
+}
+
+impl NodeSpec {
+    /// A spec with defaults for everything but what must be chosen.
+    pub fn new(
+        network: impl Into<String>,
+        identity: Identity,
+        policy: Policy,
+        ticket: TicketSource,
+        issuers: Vec<TrustedIssuer>,
+    ) -> NodeSpec {
+        NodeSpec {
+            network: network.into(),
+            identity,
+            policy,
+            anchor: None,
+            collateral: Arc::new(CollateralStore::new()),
+            ticket,
+            issuers,
+            ticket_leeway: 30,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            bootstrap: Vec::new(),
+            data_dir: None,
+            clock: Arc::new(SystemClock),
+            limits: Limits::default(),
+            cert_lifetime: 24 * 3600,
+            sweep_interval: Duration::from_millis(250),
+            discovery: DiscoveryOptions::default(),
+            admin: None,
+            socket: None,
+        }
+    }
+}
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The transport did not start.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// Discovery did not start.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// The admin API could not be set up.
+    #[error("admin API on {addr}: {detail}")]
+    Admin {
+        /// The listen address.
+        addr: SocketAddr,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// A running node: the transport, its subsystems and the admin API.
+pub struct Node {
+    network: Network,
+    discovery: Arc<Discovery>,
+    admin_addr: Option<SocketAddr>,
+    stop_admin: watch::Sender<bool>,
+    admin_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Node {
+    /// Start the node described by `spec`.
+    pub async fn start(spec: NodeSpec) -> Result<Node, NodeError> {
+        let mut builder = Network::builder(&spec.network)
+            .identity(spec.identity)
+            .policy(spec.policy)
+            .collateral(spec.collateral)
+            .ticket(spec.ticket)
+            .trusted_issuers(spec.issuers.clone())
+            .ticket_leeway(spec.ticket_leeway)
+            .listen(spec.listen)
+            .bootstrap(spec.bootstrap)
+            .clock(spec.clock.clone())
+            .limits(spec.limits)
+            .cert_lifetime(spec.cert_lifetime)
+            .sweep_interval(spec.sweep_interval);
+        if let Some(anchor) = spec.anchor {
+            builder = builder.trust_anchor(anchor);
+        }
+        if let Some(dir) = spec.data_dir {
+            builder = builder.data_dir(dir);
+        }
+        if let Some(wrap) = spec.socket {
+            builder = builder.socket_wrapper(wrap);
+        }
+        let network = builder.build().await?;
+        let discovery = match Discovery::start(&network, spec.discovery) {
+            Ok(d) => d,
+            Err(e) => {
+                network.shutdown().await;
+                return Err(e.into());
+            }
+        };
+        let (stop_admin, mut stop_rx) = watch::channel(false);
+        let mut node = Node {
+            network: network.clone(),
+            discovery: discovery.clone(),
+            admin_addr: None,
+            stop_admin,
+            admin_task: std::sync::Mutex::new(None),
+        };
+        if let Some(addr) = spec.admin {
+            let fail = |detail: String| NodeError::Admin { addr, detail };
+            let started = async {
+                let validator = Arc::new(
+                    TicketValidator::new(spec.network.clone(), spec.issuers)
+                        .map_err(|e| fail(e.to_string()))?,
+                );
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                let bound = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+                let (net, disc) = (network.clone(), discovery.clone());
+                let router = admin::router(
+                    Arc::new(NodeAdmin(network.clone())),
+                    AdminAuth::new(validator, spec.clock),
+                    [admin::peers_router(Arc::new(move || peer_views(&net, &disc)))],
+                );
+                let task = tokio::spawn(async move {
+                    let stop = async move {
+                        let _ = stop_rx.changed().await;
+                    };
+                    if let Err(e) = admin::serve(listener, router, stop).await {
+                        tracing::error!(error = %e, "admin API stopped");
+                    }
+                });
+                Ok::<_, NodeError>((bound, task))
+            };
+            match started.await {
+                Ok((bound, task)) => {
+                    node.admin_addr = Some(bound);
+                    *node.admin_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+                }
+                Err(e) => {
+                    node.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    /// The transport.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Discovery.
+    pub fn discovery(&self) -> &Arc<Discovery> {
+        &self.discovery
+    }
+
+    /// The admin API's address, when it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.network.node_id()
+    }
+
+    /// The address peers dial.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.network.local_addr()
+    }
+
+    /// Peers with an admitted session.
+    pub fn connected(&self) -> Vec<ConnectedPeer> {
+        self.network.connected()
+    }
+
+    /// Known peers (discovery's catalog), excluding self.
+    pub fn catalog(&self) -> Vec<PeerRecord> {
+        self.discovery.catalog()
+    }
+
+    /// Catalog events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<CatalogEvent> {
+        self.discovery.subscribe()
+    }
+
+    /// Stop the admin API, announce departure and close every connection.
+    pub async fn shutdown(&self) {
+        let _ = self.stop_admin.send(true);
+        self.network.shutdown().await;
+        let task = self
+            .admin_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+    }
+}
