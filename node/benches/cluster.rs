@@ -19,49 +19,36 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessella_attestation::dev::{DevPki, DevTd};
-use tessella_attestation::measurements::{MeasurementPolicy, PolicyEntry, TcbRules};
-use tessella_attestation::{Policy, TicketIssuer};
 use tessella_node::discovery::CatalogEvent;
-use tessella_node::{Identity, Network, TicketSource};
+use tessella_node::Node;
+use tessella_tests::kit::Fixture;
 
+/// Bench nodes: the test kit's fixture (one dev PKI, issuer, policy, fault
+/// plan with no faults, and a data dir per node), gossip every 100 ms.
 struct Dev {
-    pki: Arc<DevPki>,
-    issuer: Arc<TicketIssuer>,
-    td: DevTd,
+    fixture: Fixture,
 }
 
 impl Dev {
     fn new() -> Dev {
         Dev {
-            pki: Arc::new(DevPki::generate(b"bench").expect("pki")),
-            issuer: Arc::new(TicketIssuer::generate_es256("bench").expect("issuer")),
-            td: DevTd::named("bench"),
+            fixture: Fixture::new("bench"),
         }
     }
 
-    async fn node(&self, bootstrap: Vec<SocketAddr>) -> Network {
-        let policy = Policy::new(
-            MeasurementPolicy::new(
-                vec![PolicyEntry::new("bench", vec![self.td.measurements.mrtd])],
-                TcbRules::default(),
-            )
-            .expect("policy"),
-        );
-        Network::builder("bench")
-            .identity(Identity::Dev {
-                pki: self.pki.clone(),
-                td: Box::new(self.td),
-            })
-            .policy(policy)
-            .ticket(TicketSource::Issuer(self.issuer.clone(), 3600))
-            .trusted_issuers(vec![self.issuer.public_key()])
-            .bootstrap(bootstrap)
-            .gossip_interval(Duration::from_millis(100))
-            .build()
-            .await
-            .expect("node")
+    async fn node(&self, bootstrap: Vec<SocketAddr>) -> Node {
+        let mut opts = self.fixture.options();
+        opts.bootstrap = bootstrap;
+        opts.gossip_interval = Duration::from_millis(100);
+        opts.build().await.expect("node")
     }
+}
+
+/// One figure for scripts: `BENCH {"bench":..,"figure":..,"value":..,"unit":..}`.
+fn bench_line(figure: &str, value: f64, unit: &str) {
+    println!(
+        "BENCH {{\"bench\": \"cluster\", \"figure\": \"{figure}\", \"value\": {value:.3}, \"unit\": \"{unit}\"}}"
+    );
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -78,7 +65,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 /// Time until every node's catalog holds all others, or None after `limit`.
-async fn converge(dev: &Dev, n: usize, limit: Duration) -> (Option<Duration>, Vec<Network>) {
+async fn converge(dev: &Dev, n: usize, limit: Duration) -> (Option<Duration>, Vec<Node>) {
     let first = dev.node(vec![]).await;
     let addr = first.local_addr();
     let mut nodes = vec![first];
@@ -97,8 +84,8 @@ async fn converge(dev: &Dev, n: usize, limit: Duration) -> (Option<Duration>, Ve
     }
 }
 
-async fn stop(nodes: Vec<Network>) {
-    let nodes: Vec<Arc<Network>> = nodes.into_iter().map(Arc::new).collect();
+async fn stop(nodes: Vec<Node>) {
+    let nodes: Vec<Arc<Node>> = nodes.into_iter().map(Arc::new).collect();
     let tasks: Vec<_> = nodes
         .iter()
         .map(|n| {
@@ -155,6 +142,12 @@ async fn connection_setup(dev: &Dev, iters: usize) {
         pct(&mut plain, 0.99)
     );
     println!("  (mutual plain TLS beside RA-TLS handshakes alone: `cargo bench -p tessella-attestation --bench handshake`)");
+    let cached_p50 = pct(&mut cached.clone(), 0.5);
+    let plain_p50 = pct(&mut plain.clone(), 0.5);
+    bench_line("setup_cold_p50", pct(&mut cold.clone(), 0.5), "us");
+    bench_line("setup_cached_p50", cached_p50, "us");
+    bench_line("setup_plain_quinn_p50", plain_p50, "us");
+    bench_line("setup_cached_over_plain", cached_p50 / plain_p50, "ratio");
 }
 
 /// Plain quinn connections to a server with an ordinary certificate.
@@ -233,6 +226,9 @@ async fn event_latency(dev: &Dev) {
         "discovery event after a node starts with the other as bootstrap: {:?} (includes handshake and first exchange)",
         first_event
     );
+    if let Some(t) = first_event {
+        bench_line("discovery_event_ms", t.as_secs_f64() * 1e3, "ms");
+    }
     stop(vec![a, b]).await;
 }
 
@@ -258,6 +254,13 @@ fn idle_rss() {
         .find(|l| l.starts_with("VmRSS:"))
         .unwrap_or("VmRSS: unknown");
     println!("idle `tessella-node dev --nodes 1` process (node + admin API), after 3 s: {rss} (target <= 15 MB)");
+    if let Some(kb) = rss
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        bench_line("idle_rss_mb", kb / 1024.0, "MB");
+    }
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(dir);
@@ -278,6 +281,9 @@ fn main() {
         for n in [3usize, 10, 30] {
             let (t, nodes) = converge(&dev, n, Duration::from_secs(30)).await;
             println!("  {n:>2} nodes: {t:?} after the last node started (target: 10 in 1 s, 30 in 3 s)");
+            if let Some(t) = t {
+                bench_line(&format!("converge_{n}_nodes_ms"), t.as_secs_f64() * 1e3, "ms");
+            }
             stop(nodes).await;
         }
         let mut failed = 0;
@@ -295,9 +301,11 @@ fn main() {
                 "  {formations} x 3-node formations: {failed} failed; p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
                 pct(&mut times.clone(), 0.5),
                 pct(&mut times.clone(), 0.99),
-                pct(&mut times, 1.0)
+                pct(&mut times.clone(), 1.0)
             );
+            bench_line("formation_3_nodes_p50_ms", pct(&mut times, 0.5), "ms");
         }
+        bench_line("formations_failed", failed as f64, "count");
         println!();
         event_latency(&dev).await;
     });

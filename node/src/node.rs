@@ -246,6 +246,46 @@ impl Node {
         self.discovery.subscribe()
     }
 
+    /// Dial `addr` now; see [`Network::connect`].
+    pub async fn connect(&self, addr: SocketAddr) -> Result<NodeId, String> {
+        self.network.connect(addr).await
+    }
+
+    /// This node's RA-TLS certificate; see [`Network::certificate`].
+    pub fn certificate(&self) -> tessella_attestation::ratls::RatlsIdentity {
+        self.network.certificate()
+    }
+
+    /// The RA-TLS verifier; see [`Network::verifier`].
+    pub fn verifier(&self) -> &Arc<tessella_attestation::ratls::RatlsVerifier> {
+        self.network.verifier()
+    }
+
+    /// The collateral store; see [`Network::collateral`].
+    pub fn collateral(&self) -> &Arc<CollateralStore> {
+        self.network.collateral()
+    }
+
+    /// Revoke tickets by `jti` or node id; see [`Network::revoke`].
+    pub fn revoke(&self, id: &str) -> Option<usize> {
+        self.network.revoke(id)
+    }
+
+    /// Install this node's ticket; see [`Network::install_ticket`].
+    pub fn install_ticket(&self, token: &str) -> Result<u64, tessella_attestation::TicketError> {
+        self.network.install_ticket(token)
+    }
+
+    /// When this node's ticket expires (0: none).
+    pub fn ticket_expires(&self) -> u64 {
+        self.network.ticket_expires()
+    }
+
+    /// The node's clock, Unix seconds.
+    pub fn now(&self) -> u64 {
+        self.network.now()
+    }
+
     /// Stop the admin API, announce departure and close every connection.
     pub async fn shutdown(&self) {
         let _ = self.stop_admin.send(true);

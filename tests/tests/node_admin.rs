@@ -184,7 +184,7 @@ async fn node_ticket(cluster: &DevCluster) -> String {
     )
     .expect("bind listener");
     let addr = endpoint.local_addr().expect("addr");
-    let node = cluster.nodes[0].network.clone();
+    let node = cluster.nodes[0].node.network().clone();
     let dial = tokio::spawn(async move { node.connect(addr).await });
     let conn = bounded("node 0 dialling", async {
         endpoint
@@ -229,7 +229,7 @@ async fn admin_api_of_a_dev_cluster() {
         token,
         "the admin token is written to the data dir"
     );
-    let nodes: Vec<_> = cluster.nodes.iter().map(|n| n.network.clone()).collect();
+    let nodes: Vec<&tessella_node::Node> = cluster.nodes.iter().map(|n| &n.node).collect();
     let ids: Vec<String> = nodes.iter().map(|n| n.node_id().to_string()).collect();
     wait_until(
         || {
@@ -267,7 +267,7 @@ async fn admin_api_of_a_dev_cluster() {
         assert_eq!(status.network_id, NetworkId::from_name(NETWORK).to_string());
         assert_eq!(status.mode, NodeMode::Dev);
         assert_eq!(r.json()["mode"], "dev");
-        assert_eq!(status.started_at, nodes[i].started_at());
+        assert_eq!(status.started_at, nodes[i].network().started_at());
         assert!(!status.version.is_empty());
     }
 
@@ -289,7 +289,7 @@ async fn admin_api_of_a_dev_cluster() {
         assert_eq!(verdict.matched_entry.as_deref(), Some("tessella-dev"));
         assert_eq!(verdict.tcb_status, "UpToDate");
         assert_eq!(verdict.measurements, dev_td.measurements);
-        assert_eq!(verdict.anchor, nodes[0].anchor_name());
+        assert_eq!(verdict.anchor, nodes[0].network().anchor_name());
         assert!(verdict.verdict_expires > common::now());
         assert!(p.ticket_expires.expect("ticket expiry") > common::now());
     }

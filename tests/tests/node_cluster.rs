@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use common::{catalog_ids, drain, full_mesh_catalogs, wait_until, Fixture};
 use tessella_node::discovery::{CatalogEvent, DepartReason};
 use tessella_node::id::NodeId;
-use tessella_node::Network;
+use tessella_node::Node;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_converge_and_a_departed_node_disappears() {
@@ -31,7 +31,7 @@ async fn five_nodes_converge_and_a_departed_node_disappears() {
         "five distinct node ids"
     );
 
-    let refs: Vec<&Network> = nodes.iter().collect();
+    let refs: Vec<&Node> = nodes.iter().collect();
     wait_until(
         || full_mesh_catalogs(&refs),
         "every catalog holds exactly the 4 other nodes",
@@ -86,8 +86,8 @@ async fn five_nodes_converge_and_a_departed_node_disappears() {
     let leaving = nodes.remove(3);
     let gone = leaving.node_id();
     leaving.shutdown().await;
-    assert!(leaving.is_stopping());
-    let refs: Vec<&Network> = nodes.iter().collect();
+    assert!(leaving.network().is_stopping());
+    let refs: Vec<&Node> = nodes.iter().collect();
     wait_until(
         || {
             refs.iter()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{wait_until, Fixture, NodeOptions};
 use tessella_attestation::dev::{DevPki, DevPlatform};
 use tessella_attestation::CollateralStore;
-use tessella_node::Network;
+use tessella_node::Node;
 
 /// Platform Y: same dev seed (so the same root) as the fixture, other FMSPC.
 fn platform_y() -> DevPlatform {
@@ -27,7 +27,7 @@ async fn node(
     pki: Arc<DevPki>,
     held: &[&DevPki],
     bootstrap: Vec<std::net::SocketAddr>,
-) -> Network {
+) -> Node {
     let store = Arc::new(CollateralStore::new());
     for p in held {
         store.insert(p.collateral().clone());
@@ -63,12 +63,12 @@ async fn relayed_collateral_is_verified_then_admits_the_waiting_peer() {
     )
     .await;
     // B received Y's bundle from A but cannot verify it yet: not stored.
-    assert!(b.collateral().get(&fmspc_y).is_none());
+    assert!(b.network().collateral().get(&fmspc_y).is_none());
 
     let c = node(&f, pki_y.clone(), &[&pki_x], vec![b.local_addr()]).await;
     wait_until(
         || {
-            b.collateral().get(&fmspc_y).is_some()
+            b.network().collateral().get(&fmspc_y).is_some()
                 && b.connected()
                     .iter()
                     .any(|p| p.identity.node_id == c.node_id())

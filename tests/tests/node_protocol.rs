@@ -19,7 +19,7 @@ use tessella_node::discovery::gossip::MAX_WANT;
 use tessella_node::discovery::{DiscoveryMsg, DiscoveryV1};
 use tessella_node::id::NodeId;
 use tessella_node::wire::{self, frame::encode_frame, CloseCode, StreamFamily, StreamHeader};
-use tessella_node::Network;
+use tessella_node::Node;
 
 const MAX: usize = wire::DEFAULT_MAX_FRAME;
 
@@ -76,7 +76,7 @@ fn discovery(rest: &[u8]) -> Vec<u8> {
 
 /// The three-node cluster still holds together and admits a new node; no
 /// raw peer is in any catalog.
-async fn cluster_still_works(fixture: &Fixture, nodes: &[Network], raw: &[NodeId]) {
+async fn cluster_still_works(fixture: &Fixture, nodes: &[Node], raw: &[NodeId]) {
     let ids: Vec<NodeId> = nodes.iter().map(|n| n.node_id()).collect();
     for n in nodes {
         let connected = connected_ids(n);
@@ -88,7 +88,7 @@ async fn cluster_still_works(fixture: &Fixture, nodes: &[Network], raw: &[NodeId
         }
     }
     let newcomer = fixture.node(vec![nodes[0].local_addr()]).await;
-    let all: Vec<&Network> = nodes.iter().chain([&newcomer]).collect();
+    let all: Vec<&Node> = nodes.iter().chain([&newcomer]).collect();
     wait_until(
         || full_mesh_catalogs(&all),
         "a new node joins after the abuse and every node sees it",

@@ -30,7 +30,7 @@ use tessella_attestation::TicketIssuer;
 use tessella_node::admission::{ControlMsg, Hello};
 use tessella_node::discovery::CatalogEvent;
 use tessella_node::wire::{self, CloseCode};
-use tessella_node::{Network, TicketSource};
+use tessella_node::{Node, TicketSource};
 use tokio::sync::broadcast;
 
 const REFUSED: &str = "tessella_admissions_refused_total";
@@ -38,7 +38,7 @@ const REFUSED: &str = "tessella_admissions_refused_total";
 /// A good cluster under attack, with a subscriber on each node from the start.
 struct Target {
     fixture: Fixture,
-    nodes: Vec<Network>,
+    nodes: Vec<Node>,
     events: Vec<broadcast::Receiver<CatalogEvent>>,
 }
 
@@ -65,7 +65,7 @@ impl Target {
     async fn assert_never_admitted(mut self, intruders: &[NodeId]) {
         let canary = self.fixture.node(vec![self.addr()]).await;
         {
-            let all: Vec<&Network> = self.nodes.iter().chain([&canary]).collect();
+            let all: Vec<&Node> = self.nodes.iter().chain([&canary]).collect();
             wait_until(
                 || full_mesh_catalogs(&all),
                 "a canary node joins and every good node sees it",
@@ -99,7 +99,7 @@ impl Target {
 /// A full node that is wrong in one way, bootstrapping from the target:
 /// refused during the handshake both as dialer and as listener, with
 /// `code` the RA-TLS refusal code.
-async fn full_node_refused(target: &Target, bad: Network, code: &str) -> NodeId {
+async fn full_node_refused(target: &Target, bad: Node, code: &str) -> NodeId {
     let refused_before = metric(REFUSED, &[r#"reason="handshake""#]);
     // As dialer (its bootstrap dial is retrying too).
     let err = bad

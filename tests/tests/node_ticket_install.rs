@@ -18,24 +18,24 @@ async fn pending_ticket_then_install() {
     .build()
     .await
     .expect("b starts without a ticket");
-    assert_eq!(b.ticket_expires(), 0);
+    assert_eq!(b.network().ticket_expires(), 0);
     // Without a ticket b is refused: a direct attempt names the reason.
     let err = b.connect(a.local_addr()).await.expect_err("refused");
     assert!(err.contains("ticket"), "{err}");
     assert!(a.connected().is_empty());
 
     // A ticket for another node, or another network, is refused at install.
-    let now = b.now();
+    let now = b.network().now();
     let other: tessella_attestation::identity::NodeId = "ab".repeat(32).parse().expect("id");
     assert!(b
-        .install_ticket(&f.ticket(&other, &f.network, now, 3600))
+        .network().install_ticket(&f.ticket(&other, &f.network, now, 3600))
         .is_err());
     assert!(b
-        .install_ticket(&f.ticket(&b.node_id(), "other", now, 3600))
+        .network().install_ticket(&f.ticket(&b.node_id(), "other", now, 3600))
         .is_err());
 
     let exp = b
-        .install_ticket(&f.ticket(&b.node_id(), &f.network, now, 3600))
+        .network().install_ticket(&f.ticket(&b.node_id(), &f.network, now, 3600))
         .expect("installed");
     assert_eq!(exp, now + 3600);
     wait_until(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{wait_until, Fixture, NodeOptions};
 use tessella_attestation::clock::ManualClock;
-use tessella_node::{Network, TicketSource};
+use tessella_node::{Node, TicketSource};
 
 const NOW: u64 = 1_800_000_000;
 
@@ -19,7 +19,7 @@ async fn node(
     clock: Arc<ManualClock>,
     ttl: u64,
     bootstrap: Vec<std::net::SocketAddr>,
-) -> Network {
+) -> Node {
     NodeOptions {
         ticket: TicketSource::Issuer(f.issuer.clone(), ttl),
         ticket_leeway: 0,
@@ -39,7 +39,7 @@ async fn revoking_a_node_closes_its_session_and_keeps_it_out() {
     let a = node(&f, clock.clone(), 3600, vec![]).await;
     let b = node(&f, clock.clone(), 3600, vec![a.local_addr()]).await;
     wait_until(|| a.connected().len() == 1, "A admits B").await;
-    let closed = a.revoke(&b.node_id().to_string()).expect("room");
+    let closed = a.network().revoke(&b.node_id().to_string()).expect("room");
     assert_eq!(closed, 1);
     wait_until(
         || a.connected().is_empty() && b.connected().is_empty(),
