@@ -49,24 +49,40 @@ pub(crate) async fn accept_hello(
     conn: &Connection,
     max_frame: usize,
 ) -> Result<(SendStream, Hello), Refused> {
-    let violation = |reason: &'static str| Refused::new(CloseCode::ProtocolViolation, reason);
+    // The close reason says what was wrong (our words about their bytes);
+    // the metrics label is a fixed phrase.
+    let violation = |label: &'static str, reason: String| Refused {
+        code: CloseCode::ProtocolViolation,
+        reason,
+        label,
+    };
     let (send, mut recv): (SendStream, RecvStream) = conn
         .accept_bi()
         .await
-        .map_err(|_| violation("no control stream"))?;
+        .map_err(|e| violation("no control stream", e.to_string()))?;
     let header = wire::read_header(&mut recv)
         .await
-        .map_err(|_| violation("bad control stream header"))?;
+        .map_err(|e| violation("bad control stream header", e.to_string()))?;
     if header.family != StreamFamily::Control {
-        return Err(violation("first stream is not the control stream"));
+        return Err(Refused::new(
+            CloseCode::ProtocolViolation,
+            "first stream is not the control stream",
+        ));
     }
     let hello: Option<ControlMsg> = read_frame(&mut recv, max_frame).await.map_err(|e| match e {
-        FrameError::TooLarge { .. } => Refused::new(CloseCode::FrameTooLarge, "frame too large"),
-        _ => violation("malformed Hello"),
+        FrameError::TooLarge { .. } => Refused {
+            code: CloseCode::FrameTooLarge,
+            reason: e.to_string(),
+            label: "frame too large",
+        },
+        e => violation("malformed Hello", e.to_string()),
     })?;
     match hello {
         Some(ControlMsg::V1(hello)) => Ok((send, hello)),
-        None => Err(violation("empty control stream")),
+        None => Err(Refused::new(
+            CloseCode::ProtocolViolation,
+            "empty control stream",
+        )),
     }
 }
 

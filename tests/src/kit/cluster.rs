@@ -449,6 +449,17 @@ impl RawPeer {
         }
     }
 
+    /// Give the node no stream credit at all: it can never open a stream
+    /// towards this peer (a hostile admitted peer starving its writers).
+    pub fn withhold_stream_credit(mut self) -> RawPeer {
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_concurrent_uni_streams(0u32.into())
+            .max_concurrent_bidi_streams(0u32.into());
+        self.config.transport_config(Arc::new(transport));
+        self
+    }
+
     /// The peer's node id.
     pub fn node_id(&self) -> NodeId {
         self.identity.node_id()

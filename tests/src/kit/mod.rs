@@ -16,3 +16,4 @@ pub mod faults;
 pub mod member;
 
 pub use cluster::*;
+pub use member::{http_get, Member};
