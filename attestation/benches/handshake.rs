@@ -414,6 +414,8 @@ async fn handshakes(rounds: usize, iters: usize) {
             1.0 / p50
         );
         p.push((p50, p99));
+        stats::bench_line("handshake", &format!("{}_p50", kind.name), p50 * 1e6, "us");
+        stats::bench_line("handshake", &format!("{}_p99", kind.name), p99 * 1e6, "us");
     }
     let mut round_ratios: Vec<f64> = kinds[1]
         .round_medians
@@ -426,6 +428,12 @@ async fn handshakes(rounds: usize, iters: usize) {
         p[1].0 / p[2].0,
         p[1].1 / p[2].1,
         median(&mut round_ratios)
+    );
+    stats::bench_line(
+        "handshake",
+        "cached_over_plain_p50",
+        p[1].0 / p[2].0,
+        "ratio",
     );
     println!(
         "cold/plain:   p50 {:.2}x, p99 {:.2}x (two full quote verifications per handshake)",
@@ -481,6 +489,12 @@ fn cache_loops(lookups: usize) {
         ("  DER equality (memcmp, part of every hit)", t_eq),
     ] {
         println!("{:<44} {:>12.0} {:>10.0}", name, 1.0 / t, t * 1e9);
+        let figure: String = name
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        stats::bench_line("handshake", &figure, 1.0 / t, "per_s");
     }
     println!(
         "target: cached verify_cert >= 1,000,000/s ({} byte certificate)",
@@ -521,4 +535,10 @@ fn issuing() {
         median(&mut resolver) * 1e6
     );
     println!("  (a hardware TDX quote through configfs takes tens of ms instead of the dev quote)");
+    stats::bench_line(
+        "handshake",
+        "issue_cert_median",
+        median(&mut issue) * 1e6,
+        "us",
+    );
 }

@@ -118,6 +118,15 @@ fn main() {
             o * 1e6,
             (r - 1.0) * 100.0
         );
+        let figure = |what: &str| format!("{}_{what}", case.name.replace(' ', "_"));
+        stats::bench_line("verify", &figure("bare_per_s"), 1.0 / b, "per_s");
+        stats::bench_line("verify", &figure("tessella_per_s"), 1.0 / o, "per_s");
+        stats::bench_line(
+            "verify",
+            &figure("overhead_pct"),
+            (r - 1.0) * 100.0,
+            "percent",
+        );
     }
     println!("overhead = median over rounds of (tessella time / bare time) - 1; target <= +10%");
 }

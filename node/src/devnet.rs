@@ -190,9 +190,7 @@ fn shared(opts: &DevOptions, now: u64) -> anyhow::Result<Shared> {
             write(dir, "issuer.key", issuer.secret_pkcs8_der())?;
             issuer
         }
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read {}", key_path.display()))
-        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", key_path.display())),
     };
     let admin_claims = issuer
         .claims(operator_id(), opts.network.clone(), now, 7 * 24 * 3600)
@@ -216,11 +214,23 @@ impl DevCluster {
         }
         let (base, admin_base) = match opts.member {
             Some(m) if m >= opts.nodes => {
-                bail!("--member {m} is not a member of a {}-node cluster (0 to {})", opts.nodes, opts.nodes - 1)
+                bail!(
+                    "--member {m} is not a member of a {}-node cluster (0 to {})",
+                    opts.nodes,
+                    opts.nodes - 1
+                )
             }
             Some(_) => (
-                if opts.base_port == 0 { MEMBER_BASE_PORT } else { opts.base_port },
-                if opts.admin_base_port == 0 { MEMBER_ADMIN_BASE_PORT } else { opts.admin_base_port },
+                if opts.base_port == 0 {
+                    MEMBER_BASE_PORT
+                } else {
+                    opts.base_port
+                },
+                if opts.admin_base_port == 0 {
+                    MEMBER_ADMIN_BASE_PORT
+                } else {
+                    opts.admin_base_port
+                },
             ),
             None => (opts.base_port, opts.admin_base_port),
         };
@@ -249,7 +259,10 @@ impl DevCluster {
                     .map(|j| port(base, j).map(loopback))
                     .collect::<anyhow::Result<Vec<_>>>()?,
                 // In one process, node 0 first; the others know only its address.
-                None => nodes.first().map(|n| vec![n.node.local_addr()]).unwrap_or_default(),
+                None => nodes
+                    .first()
+                    .map(|n| vec![n.node.local_addr()])
+                    .unwrap_or_default(),
             };
             let mut spec = NodeSpec::new(
                 opts.network.clone(),
@@ -267,7 +280,10 @@ impl DevCluster {
             spec.clock = clock.clone();
             spec.discovery.interval = opts.gossip_interval;
             spec.admin = Some(loopback(port(admin_base, i)?));
-            let node = match Node::start(spec).await.with_context(|| format!("starting node {i}")) {
+            let node = match Node::start(spec)
+                .await
+                .with_context(|| format!("starting node {i}"))
+            {
                 Ok(n) => n,
                 Err(e) => {
                     for n in &nodes {

@@ -45,7 +45,9 @@ pub enum KeyFileError {
         reason: String,
     },
     /// Others may read the key file.
-    #[error("node key {path} has mode {mode:o}; it must be readable by its owner only (chmod 600)")]
+    #[error(
+        "node key {path} has mode {mode:o}; it must be readable by its owner only (chmod 600)"
+    )]
     Permissions {
         /// The path.
         path: PathBuf,
@@ -179,8 +181,11 @@ mod tests {
         assert_eq!(std::fs::read(&path).expect("read"), b"garbage");
 
         // A PEM of another kind.
-        std::fs::write(&path, pem::encode(&pem::Pem::new("CERTIFICATE", vec![1, 2, 3])))
-            .expect("write");
+        std::fs::write(
+            &path,
+            pem::encode(&pem::Pem::new("CERTIFICATE", vec![1, 2, 3])),
+        )
+        .expect("write");
         let e = load_or_create(dir.path()).expect_err("foreign");
         assert!(matches!(e, KeyFileError::Corrupt { .. }), "{e}");
     }
@@ -192,7 +197,10 @@ mod tests {
         let path = dir.path().join(KEY_FILE);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let e = load_or_create(dir.path()).expect_err("mode");
-        assert!(matches!(e, KeyFileError::Permissions { mode: 0o644, .. }), "{e}");
+        assert!(
+            matches!(e, KeyFileError::Permissions { mode: 0o644, .. }),
+            "{e}"
+        );
     }
 
     #[test]
@@ -202,7 +210,10 @@ mod tests {
             let handles: Vec<_> = (0..8)
                 .map(|_| s.spawn(|| load_or_create(dir.path()).expect("key").0.node_id()))
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
         });
         assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
     }

@@ -35,8 +35,8 @@ pub mod status;
 pub mod wire;
 
 pub use network::{
-    ConnectedPeer, Identity, Limits, Network, NetworkBuilder, NetworkError, PeerHandle,
-    PeerInfo, ProtocolHandler, TicketSource,
+    ConnectedPeer, Identity, Limits, Network, NetworkBuilder, NetworkError, PeerHandle, PeerInfo,
+    ProtocolHandler, TicketSource,
 };
 pub use node::{Node, NodeError, NodeSpec};
 

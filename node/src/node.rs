@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessella_attestation::clock::{Clock, SystemClock};
-use tessella_attestation::{
-    CollateralStore, Policy, TicketValidator, TrustedIssuer, Verifier,
-};
+use tessella_attestation::{CollateralStore, Policy, TicketValidator, TrustedIssuer, Verifier};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -180,7 +178,9 @@ impl Node {
                 let router = admin::router(
                     Arc::new(NodeAdmin(network.clone())),
                     AdminAuth::new(validator, spec.clock),
-                    [admin::peers_router(Arc::new(move || peer_views(&net, &disc)))],
+                    [admin::peers_router(Arc::new(move || {
+                        peer_views(&net, &disc)
+                    }))],
                 );
                 let task = tokio::spawn(async move {
                     let stop = async move {

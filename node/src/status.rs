@@ -89,13 +89,18 @@ impl AdminBackend for NodeAdmin {
     fn upload_collateral(&self, body: &[u8]) -> Result<CollateralAccepted, CollateralRejected> {
         let collateral = Collateral::from_json(body)
             .map_err(|e| CollateralRejected::new("bad_collateral", e.to_string()))?;
-        let stored = self.0.add_collateral(collateral.clone()).map_err(|e| match e {
-            VerifyError::NoCollateral { fmspc } => CollateralRejected::new(
-                "unverifiable",
-                format!("no quote of platform {fmspc} is at hand to verify this collateral with"),
-            ),
-            e => CollateralRejected::new(e.code(), e.to_string()),
-        })?;
+        let stored = self
+            .0
+            .add_collateral(collateral.clone())
+            .map_err(|e| match e {
+                VerifyError::NoCollateral { fmspc } => CollateralRejected::new(
+                    "unverifiable",
+                    format!(
+                        "no quote of platform {fmspc} is at hand to verify this collateral with"
+                    ),
+                ),
+                e => CollateralRejected::new(e.code(), e.to_string()),
+            })?;
         Ok(CollateralAccepted {
             fmspc: collateral.fmspc().to_string(),
             valid_from: collateral.validity().not_before,
@@ -152,40 +157,40 @@ fn zero_measurements() -> tessella_attestation::measurements::TdMeasurements {
 /// `GET /v1/peers`: discovery's catalog joined with the transport's
 /// sessions (connected peers whose record has not arrived yet included).
 pub fn peer_views(network: &Network, discovery: &Discovery) -> Vec<PeerView> {
-        let connected = network.connected();
-        let mut views: Vec<PeerView> = discovery
-            .catalog_peers()
-            .into_iter()
-            .map(|(record, seen_secs_ago)| {
-                let conn = connected
-                    .iter()
-                    .find(|c| c.identity.node_id == record.node_id);
-                PeerView {
-                    node_id: record.node_id.to_string(),
-                    addrs: record.addrs.iter().map(|a| a.to_string()).collect(),
-                    connected: conn.is_some(),
-                    verdict: conn.map(|c| verdict(&c.identity)),
-                    ticket_expires: conn.map(|c| c.ticket_expires),
-                    tags: record.tags.iter().map(hex::encode).collect(),
-                    last_seen_secs_ago: seen_secs_ago,
-                }
-            })
-            .collect();
-        // Connected peers whose record has not arrived yet.
-        for c in &connected {
-            let id = c.identity.node_id.to_string();
-            if !views.iter().any(|v| v.node_id == id) {
-                views.push(PeerView {
-                    node_id: id,
-                    addrs: vec![c.addr.to_string()],
-                    connected: true,
-                    verdict: Some(verdict(&c.identity)),
-                    ticket_expires: Some(c.ticket_expires),
-                    tags: Vec::new(),
-                    last_seen_secs_ago: 0,
-                });
+    let connected = network.connected();
+    let mut views: Vec<PeerView> = discovery
+        .catalog_peers()
+        .into_iter()
+        .map(|(record, seen_secs_ago)| {
+            let conn = connected
+                .iter()
+                .find(|c| c.identity.node_id == record.node_id);
+            PeerView {
+                node_id: record.node_id.to_string(),
+                addrs: record.addrs.iter().map(|a| a.to_string()).collect(),
+                connected: conn.is_some(),
+                verdict: conn.map(|c| verdict(&c.identity)),
+                ticket_expires: conn.map(|c| c.ticket_expires),
+                tags: record.tags.iter().map(hex::encode).collect(),
+                last_seen_secs_ago: seen_secs_ago,
             }
+        })
+        .collect();
+    // Connected peers whose record has not arrived yet.
+    for c in &connected {
+        let id = c.identity.node_id.to_string();
+        if !views.iter().any(|v| v.node_id == id) {
+            views.push(PeerView {
+                node_id: id,
+                addrs: vec![c.addr.to_string()],
+                connected: true,
+                verdict: Some(verdict(&c.identity)),
+                ticket_expires: Some(c.ticket_expires),
+                tags: Vec::new(),
+                last_seen_secs_ago: 0,
+            });
         }
-        views.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-        views
     }
+    views.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    views
+}

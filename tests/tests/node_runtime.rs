@@ -14,7 +14,7 @@ use common::*;
 use tessella_node::discovery::{DiscoveryMsg, DiscoveryV1};
 use tessella_node::network::{HandlerFuture, IncomingUni, PeerInfo, ProtocolHandler};
 use tessella_node::wire::{self, StreamFamily, StreamHeader};
-use tessella_node::{Node, NodeError, NetworkError, TicketSource};
+use tessella_node::{NetworkError, Node, NodeError, TicketSource};
 
 /// A test subsystem on the (otherwise unused) functions family: counts the
 /// frames peers send it.
@@ -79,7 +79,10 @@ async fn a_subsystem_plugs_in_and_a_cut_link_stops_traffic_both_ways_until_heale
     delivers(b, a, &ca, 3, "b's frames reach a's handler").await;
 
     fixture.faults.cut_both(a.local_addr(), b.local_addr());
-    let (at_a, at_b) = (ca.frames.load(Ordering::SeqCst), cb.frames.load(Ordering::SeqCst));
+    let (at_a, at_b) = (
+        ca.frames.load(Ordering::SeqCst),
+        cb.frames.load(Ordering::SeqCst),
+    );
     let (pa, pb) = (a.network().peer(b.node_id()), b.network().peer(a.node_id()));
     for _ in 0..20 {
         let _ = pa.send(StreamFamily::Functions, &1u64);
@@ -87,8 +90,16 @@ async fn a_subsystem_plugs_in_and_a_cut_link_stops_traffic_both_ways_until_heale
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     // Half a second of sending both ways across the cut.
-    assert_eq!(cb.frames.load(Ordering::SeqCst), at_b, "nothing crosses a -> b");
-    assert_eq!(ca.frames.load(Ordering::SeqCst), at_a, "nothing crosses b -> a");
+    assert_eq!(
+        cb.frames.load(Ordering::SeqCst),
+        at_b,
+        "nothing crosses a -> b"
+    );
+    assert_eq!(
+        ca.frames.load(Ordering::SeqCst),
+        at_a,
+        "nothing crosses b -> a"
+    );
     assert!(fixture.faults.stats().cut > 0, "the cut dropped datagrams");
 
     fixture.faults.heal_both(a.local_addr(), b.local_addr());
@@ -154,7 +165,11 @@ async fn a_peer_that_withholds_stream_credit_cannot_pile_up_tasks_or_memory() {
     let fixture = Fixture::new("runtime-starve");
     let nodes = fixture.converged(3).await;
     let victim = &nodes[0];
-    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
     let (tasks_before, rss_before) = (tasks(), rss_kib());
 
     let hostile = fixture.raw_peer().withhold_stream_credit();
@@ -176,7 +191,12 @@ async fn a_peer_that_withholds_stream_credit_cannot_pile_up_tasks_or_memory() {
         entries: Vec::new(),
     });
     let frame = wire::frame::encode_frame(&digest, wire::DEFAULT_MAX_FRAME).expect("frame");
-    let batch: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * 1000).collect();
+    let batch: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * 1000)
+        .collect();
     let mut peak_tasks = 0;
     for _ in 0..200 {
         bounded("sending digests", send.write_all(&batch))
@@ -194,7 +214,8 @@ async fn a_peer_that_withholds_stream_credit_cannot_pile_up_tasks_or_memory() {
             let ids: HashSet<_> = all.iter().map(|n| n.node_id()).collect();
             all.iter().all(|n| {
                 let known = catalog_ids(n);
-                ids.iter().all(|id| *id == n.node_id() || known.contains(id))
+                ids.iter()
+                    .all(|id| *id == n.node_id() || known.contains(id))
             })
         },
         "the other nodes keep converging (a newcomer joins everyone's catalog)",
@@ -244,7 +265,10 @@ async fn a_node_restarted_on_its_data_dir_keeps_its_id_and_its_ticket() {
     opts.data_dir = Some(dir.clone());
     opts.bootstrap = vec![first.local_addr()];
     opts.ticket = TicketSource::Static(ticket);
-    let again = opts.build().await.expect("node restarts with the static ticket");
+    let again = opts
+        .build()
+        .await
+        .expect("node restarts with the static ticket");
     assert_eq!(again.node_id(), id, "same data dir, same node id");
     wait_until(
         || connected_ids(&first).contains(&id) && connected_ids(&again).contains(&first.node_id()),
@@ -255,8 +279,11 @@ async fn a_node_restarted_on_its_data_dir_keeps_its_id_and_its_ticket() {
 
     // A corrupt key is an error naming the file, never silently replaced.
     let key = dir.join(tessella_node::keyfile::KEY_FILE);
-    std::fs::write(&key, b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
-        .expect("corrupt the key");
+    std::fs::write(
+        &key,
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("corrupt the key");
     let mut opts = fixture.options();
     opts.data_dir = Some(dir.clone());
     let err = match opts.build().await {
@@ -333,7 +360,10 @@ async fn dev_members_in_their_own_processes_survive_kill_9() {
     let killed_id = killed.node_id.clone();
     killed.kill9();
     let back = Member::start(dir.path(), 3, 1, quic, admin, wait);
-    assert_eq!(back.node_id, killed_id, "the restarted member keeps its node id");
+    assert_eq!(
+        back.node_id, killed_id,
+        "the restarted member keeps its node id"
+    );
     members.insert(1, back);
     wait_until(
         || members.iter().all(all_connected),

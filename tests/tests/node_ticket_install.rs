@@ -28,14 +28,17 @@ async fn pending_ticket_then_install() {
     let now = b.network().now();
     let other: tessella_attestation::identity::NodeId = "ab".repeat(32).parse().expect("id");
     assert!(b
-        .network().install_ticket(&f.ticket(&other, &f.network, now, 3600))
+        .network()
+        .install_ticket(&f.ticket(&other, &f.network, now, 3600))
         .is_err());
     assert!(b
-        .network().install_ticket(&f.ticket(&b.node_id(), "other", now, 3600))
+        .network()
+        .install_ticket(&f.ticket(&b.node_id(), "other", now, 3600))
         .is_err());
 
     let exp = b
-        .network().install_ticket(&f.ticket(&b.node_id(), &f.network, now, 3600))
+        .network()
+        .install_ticket(&f.ticket(&b.node_id(), &f.network, now, 3600))
         .expect("installed");
     assert_eq!(exp, now + 3600);
     wait_until(

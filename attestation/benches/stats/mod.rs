@@ -37,3 +37,15 @@ pub fn time_per_iter(iters: usize, mut f: impl FnMut()) -> f64 {
     }
     start.elapsed().as_secs_f64() / iters as f64
 }
+
+/// One figure for scripts, beside the table:
+/// `BENCH {"bench": .., "figure": .., "value": .., "unit": ..}`.
+pub fn bench_line(bench: &str, figure: &str, value: f64, unit: &str) {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    println!(
+        "BENCH {{\"bench\": \"{}\", \"figure\": \"{}\", \"value\": {value:.3}, \"unit\": \"{}\"}}",
+        esc(bench),
+        esc(figure),
+        esc(unit)
+    );
+}

@@ -19,8 +19,8 @@ mod cert;
 pub mod verifier;
 
 pub use cert::{
-    issue, issue_for_key, report_data_for, verify_node_signature, CertResolver, NodeKey, ParsedCert, RatlsError,
-    RatlsIdentity, QUOTE_EXTENSION_OID, REPORT_DATA_DOMAIN,
+    issue, issue_for_key, report_data_for, verify_node_signature, CertResolver, NodeKey,
+    ParsedCert, RatlsError, RatlsIdentity, QUOTE_EXTENSION_OID, REPORT_DATA_DOMAIN,
 };
 pub use verifier::{
     client_config, refusal_of, server_config, Fingerprint, PeerIdentity, RatlsClientVerifier,

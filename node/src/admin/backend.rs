@@ -3,8 +3,7 @@
 use tessella_attestation::TicketError;
 
 use super::types::{
-    AttestationView, CollateralAccepted, CollateralRejected, NodeStatus, Readiness,
-    TicketInstalled,
+    AttestationView, CollateralAccepted, CollateralRejected, NodeStatus, Readiness, TicketInstalled,
 };
 
 /// The node itself as the admin API sees it (subsystems add their routes as

@@ -203,11 +203,7 @@ impl Harness {
         let backend = Arc::new(Fake::new());
         let auth = configure(AdminAuth::new(Arc::new(validator), clock.clone()));
         // Discovery's routes come as a sub-router, as in the node.
-        let app = router(
-            backend.clone(),
-            auth,
-            [peers_router(Arc::new(peer_views))],
-        );
+        let app = router(backend.clone(), auth, [peers_router(Arc::new(peer_views))]);
         Harness {
             issuer,
             clock,

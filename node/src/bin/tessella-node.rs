@@ -12,9 +12,7 @@ use clap::{Parser, Subcommand};
 use tessella_attestation::clock::{Clock, SystemClock};
 use tessella_attestation::dev::{DevPki, DevTd};
 use tessella_attestation::provider::ConfigfsTsm;
-use tessella_attestation::{
-    CollateralStore, Policy, QuoteProvider, TicketIssuer, TrustedIssuer,
-};
+use tessella_attestation::{CollateralStore, Policy, QuoteProvider, TicketIssuer, TrustedIssuer};
 use tessella_node::config::{IdentityMode, NodeConfig};
 use tessella_node::configid;
 use tessella_node::devnet::{dev_policy, DevCluster, DevOptions, DEV_TD_NAME};
@@ -170,9 +168,9 @@ async fn dev(opts: DevOptions) -> anyhow::Result<()> {
     let member = opts.member;
     let cluster = DevCluster::start(opts).await?;
     match member {
-        Some(i) => println!(
-            "tessella dev cluster: member {i} of {total} (DEV MODE: dev PKI, not Intel)"
-        ),
+        Some(i) => {
+            println!("tessella dev cluster: member {i} of {total} (DEV MODE: dev PKI, not Intel)")
+        }
         None => println!("tessella dev cluster: {total} nodes (DEV MODE: dev PKI, not Intel)"),
     }
     println!("data dir: {}", cluster.data_dir.display());

@@ -253,7 +253,9 @@ impl ProtocolHandler for Discovery {
     }
 
     fn peer_up(&self, peer: &PeerInfo) {
-        let outs = self.gossip().on_connected(peer.node_id(), self.net.now_ms());
+        let outs = self
+            .gossip()
+            .on_connected(peer.node_id(), self.net.now_ms());
         self.dispatch(outs);
     }
 

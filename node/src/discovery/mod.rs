@@ -48,8 +48,8 @@ mod sim;
 #[cfg(test)]
 mod testkit;
 
-pub use driver::{Discovery, DiscoveryError, DiscoveryOptions};
 pub use catalog::{Catalog, CatalogEvent, DepartReason, Peer};
+pub use driver::{Discovery, DiscoveryError, DiscoveryOptions};
 pub use gossip::{
     DiscoveryMsg, DiscoveryV1, Gossip, GossipConfig, GossipStats, LocalInfo, MsgError, Out,
 };

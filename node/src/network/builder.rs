@@ -321,7 +321,9 @@ impl NetworkBuilder {
                 }
                 key
             }
-            (None, None) => NodeKey::generate().map_err(|e| NetworkError::NoQuote(e.to_string()))?,
+            (None, None) => {
+                NodeKey::generate().map_err(|e| NetworkError::NoQuote(e.to_string()))?
+            }
         };
         let cert = {
             let provider = provider.clone();
@@ -330,8 +332,8 @@ impl NetworkBuilder {
                 ratls::issue_for_key(&key, &*provider, &network, now, lifetime)
             })
             .await
-                .map_err(|e| NetworkError::NoQuote(e.to_string()))?
-                .map_err(|e| NetworkError::NoQuote(e.to_string()))?
+            .map_err(|e| NetworkError::NoQuote(e.to_string()))?
+            .map_err(|e| NetworkError::NoQuote(e.to_string()))?
         };
         let node_id = cert.node_id();
         let verifier = RatlsVerifier::new(

@@ -69,14 +69,17 @@ pub(crate) async fn accept_hello(
             "first stream is not the control stream",
         ));
     }
-    let hello: Option<ControlMsg> = read_frame(&mut recv, max_frame).await.map_err(|e| match e {
-        FrameError::TooLarge { .. } => Refused {
-            code: CloseCode::FrameTooLarge,
-            reason: e.to_string(),
-            label: "frame too large",
-        },
-        e => violation("malformed Hello", e.to_string()),
-    })?;
+    let hello: Option<ControlMsg> =
+        read_frame(&mut recv, max_frame)
+            .await
+            .map_err(|e| match e {
+                FrameError::TooLarge { .. } => Refused {
+                    code: CloseCode::FrameTooLarge,
+                    reason: e.to_string(),
+                    label: "frame too large",
+                },
+                e => violation("malformed Hello", e.to_string()),
+            })?;
     match hello {
         Some(ControlMsg::V1(hello)) => Ok((send, hello)),
         None => Err(Refused::new(

@@ -197,8 +197,7 @@ impl Core {
             .map(|h| h.outbox())
             .unwrap_or_default();
         let link: Arc<dyn Link> = self.clone();
-        self.outboxes
-            .try_send(&link, peer, family, policy, frame)
+        self.outboxes.try_send(&link, peer, family, policy, frame)
     }
 
     /// Queue `msg` for `peer`, waiting for room when the family applies
@@ -216,9 +215,7 @@ impl Core {
             .map(|h| h.outbox())
             .unwrap_or_default();
         let link: Arc<dyn Link> = self.clone();
-        self.outboxes
-            .send(&link, peer, family, policy, frame)
-            .await
+        self.outboxes.send(&link, peer, family, policy, frame).await
     }
 
     /// Carry out the peer table's decisions: closes, and peer events to the
@@ -236,14 +233,18 @@ impl Core {
                     close(&conn, code, reason);
                 }
                 Action::Up(peer) => {
-                    let Some(info) = self.info(&peer) else { continue };
+                    let Some(info) = self.info(&peer) else {
+                        continue;
+                    };
                     for h in self.handlers.all() {
                         h.peer_up(&info);
                     }
                     self.publish(peer, Some(info));
                 }
                 Action::Updated(peer) => {
-                    let Some(info) = self.info(&peer) else { continue };
+                    let Some(info) = self.info(&peer) else {
+                        continue;
+                    };
                     for h in self.handlers.all() {
                         h.peer_updated(&info);
                     }
@@ -518,9 +519,7 @@ impl Core {
             u64::try_from(self.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX),
         );
         self.apply(sweep);
-        if self.resolver.current().renewal_due(now)
-            && !self.renewing.swap(true, Ordering::AcqRel)
-        {
+        if self.resolver.current().renewal_due(now) && !self.renewing.swap(true, Ordering::AcqRel) {
             let me = self.clone();
             tokio::task::spawn_blocking(move || {
                 match me

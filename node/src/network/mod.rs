@@ -45,11 +45,11 @@ use tokio::task::JoinSet;
 
 pub use self::builder::{Identity, Limits, NetworkBuilder, NetworkError, TicketSource};
 pub use self::core::AddressBook;
-pub(crate) use self::outbox::Link;
 pub use self::endpoint::{SocketWrapper, MAX_BI_STREAMS, MAX_UNI_STREAMS};
 pub use self::handler::{
     HandlerFuture, IncomingBi, IncomingUni, PeerInfo, ProtocolHandler, RegisterError,
 };
+pub(crate) use self::outbox::Link;
 pub use self::outbox::{FullPolicy, OutboxPolicy, SendError};
 pub use self::peer::{KeepAlive, PeerError, PeerHandle};
 

@@ -165,12 +165,7 @@ impl Outboxes {
             policy,
         });
         queues.insert((peer, family), q.clone());
-        tokio::spawn(writer(
-            Arc::downgrade(link),
-            peer,
-            family,
-            q.clone(),
-        ));
+        tokio::spawn(writer(Arc::downgrade(link), peer, family, q.clone()));
         Ok(q)
     }
 

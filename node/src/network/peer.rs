@@ -56,7 +56,9 @@ pub struct PeerHandle {
 
 impl std::fmt::Debug for PeerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerHandle").field("node", &self.node).finish()
+        f.debug_struct("PeerHandle")
+            .field("node", &self.node)
+            .finish()
     }
 }
 

@@ -89,7 +89,16 @@ async fn bi_stream(core: Arc<Core>, peer: NodeId, mut send: SendStream, mut recv
     match route(&core, &peer, &mut recv).await {
         Ok((handler, version)) => {
             let Some(info) = core.info(&peer) else { return };
-            handler.bi(info, IncomingBi { version, send, recv }).await;
+            handler
+                .bi(
+                    info,
+                    IncomingBi {
+                        version,
+                        send,
+                        recv,
+                    },
+                )
+                .await;
         }
         Err(code) => {
             let _ = send.reset(code.into());

@@ -17,14 +17,14 @@ use std::time::Duration;
 use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream};
 use rustls::pki_types::CertificateDer;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tessella_attestation::clock::{Clock, SystemClock};
 use tessella_attestation::dev::{DevPki, DevQuoteProvider, DevTd};
 use tessella_attestation::identity::{NetworkId, NodeId};
 use tessella_attestation::measurements::{MeasurementPolicy, PolicyEntry, TcbRules};
 use tessella_attestation::ratls::{self, CertResolver, RatlsIdentity, RatlsVerifier};
 use tessella_attestation::{CollateralStore, Policy, TicketIssuer, TrustedIssuer};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tessella_node::admission::{ControlMsg, Hello};
 use tessella_node::discovery::CatalogEvent;

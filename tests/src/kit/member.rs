@@ -84,7 +84,9 @@ impl Member {
                 .to_string()
         };
         let node_id = word_after("id");
-        let admin = word_after("admin").trim_start_matches("http://").to_string();
+        let admin = word_after("admin")
+            .trim_start_matches("http://")
+            .to_string();
         Member {
             child,
             line,
