@@ -20,7 +20,7 @@ use tokio::sync::{watch, Semaphore};
 use super::builder::{own_ticket, Limits, TicketSource};
 use super::control;
 use super::handler::{Handlers, PeerInfo, ProtocolHandler};
-use super::outbox::{Link, Outboxes, SendError};
+use super::outbox::{Link, OutboxPolicy, Outboxes, SendError};
 use super::peers::{Action, Offer, PeerTable};
 use super::session;
 use crate::admission::{self, Admitted, ControlMsg, Hello, Refused, Revocations};
@@ -182,14 +182,13 @@ impl Core {
         }
     }
 
-    /// Queue `msg` for `peer` on `family` (the family's handler sets the
-    /// queue's policy; a family without a handler gets the default).
-    pub(crate) fn send_to<T: Serialize + ?Sized>(
+    /// The encoded frame, the family's queue policy (its handler's; the
+    /// default for a family without one) and the link the writer uses.
+    fn outgoing<T: Serialize + ?Sized>(
         self: &Arc<Self>,
-        peer: NodeId,
         family: StreamFamily,
         msg: &T,
-    ) -> Result<(), SendError> {
+    ) -> Result<(Vec<u8>, OutboxPolicy, Arc<dyn Link>), SendError> {
         let frame = encode_frame(msg, self.limits.max_frame)?;
         let policy = self
             .handlers
@@ -197,6 +196,17 @@ impl Core {
             .map(|h| h.outbox())
             .unwrap_or_default();
         let link: Arc<dyn Link> = self.clone();
+        Ok((frame, policy, link))
+    }
+
+    /// Queue `msg` for `peer` on `family` without waiting.
+    pub(crate) fn send_to<T: Serialize + ?Sized>(
+        self: &Arc<Self>,
+        peer: NodeId,
+        family: StreamFamily,
+        msg: &T,
+    ) -> Result<(), SendError> {
+        let (frame, policy, link) = self.outgoing(family, msg)?;
         self.outboxes.try_send(&link, peer, family, policy, frame)
     }
 
@@ -208,13 +218,7 @@ impl Core {
         family: StreamFamily,
         msg: &T,
     ) -> Result<(), SendError> {
-        let frame = encode_frame(msg, self.limits.max_frame)?;
-        let policy = self
-            .handlers
-            .get(family)
-            .map(|h| h.outbox())
-            .unwrap_or_default();
-        let link: Arc<dyn Link> = self.clone();
+        let (frame, policy, link) = self.outgoing(family, msg)?;
         self.outboxes.send(&link, peer, family, policy, frame).await
     }
 
