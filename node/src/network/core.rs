@@ -38,6 +38,9 @@ pub trait AddressBook: Send + Sync + 'static {
     fn addresses(&self, node: &NodeId) -> Vec<SocketAddr>;
 }
 
+/// What queueing one message needs: see [`Core::outgoing`].
+type Outgoing = (Vec<u8>, OutboxPolicy, Arc<dyn Link>);
+
 pub(crate) struct Core {
     pub(crate) name: String,
     pub(crate) network: NetworkId,
@@ -188,7 +191,7 @@ impl Core {
         self: &Arc<Self>,
         family: StreamFamily,
         msg: &T,
-    ) -> Result<(Vec<u8>, OutboxPolicy, Arc<dyn Link>), SendError> {
+    ) -> Result<Outgoing, SendError> {
         let frame = encode_frame(msg, self.limits.max_frame)?;
         let policy = self
             .handlers
