@@ -38,6 +38,11 @@ pub struct Hello {
     pub ticket: String,
     /// Software version, for operators.
     pub software: String,
+    /// Chosen at random each time the sender starts. A node restarted on its
+    /// data dir keeps its id; a different incarnation tells its peers that a
+    /// connection they still hold to that id is dead and must be replaced,
+    /// rather than kept by the duplicate-connection tie-break.
+    pub incarnation: u64,
 }
 
 /// An admitted peer: attested and ticketed.
@@ -47,6 +52,8 @@ pub struct Admitted {
     pub identity: Arc<PeerIdentity>,
     /// The validated ticket's claims.
     pub claims: TicketClaims,
+    /// The peer's incarnation (from its Hello).
+    pub incarnation: u64,
 }
 
 impl Admitted {
@@ -146,5 +153,9 @@ pub fn admit(
     if revoked.covers(&claims) {
         return Err(Refused::new(CloseCode::TicketRevoked, "ticket revoked"));
     }
-    Ok(Admitted { identity, claims })
+    Ok(Admitted {
+        identity,
+        claims,
+        incarnation: hello.incarnation,
+    })
 }

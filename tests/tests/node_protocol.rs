@@ -336,6 +336,7 @@ async fn abuse_before_admission_and_unknown_alpn_are_refused() {
         network: fixture.network_id(),
         ticket: "x".repeat(10),
         software: String::new(),
+        incarnation: 1,
     });
     let mut frame = encode_frame(&hello, MAX).expect("encode");
     frame[4] = 7; // unknown ControlMsg version

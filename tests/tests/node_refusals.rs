@@ -354,6 +354,7 @@ fn hello(network: NetworkId, ticket: String) -> Hello {
         network,
         ticket,
         software: "test".into(),
+        incarnation: 1,
     }
 }
 

@@ -386,6 +386,7 @@ impl NetworkBuilder {
             started_at: now,
             start_ms: now.saturating_mul(1000),
             started: Instant::now(),
+            incarnation: incarnation(),
             clock: self.clock,
             endpoint,
             local_addr,
@@ -506,5 +507,17 @@ async fn bootstrap(core: Arc<Core>, addr: SocketAddr) {
             _ = shutdown.changed() => return,
         }
         backoff = (backoff * 2).min(ADMISSION_TIMEOUT);
+    }
+}
+
+/// A random incarnation number for this start (the wall clock's nanoseconds
+/// if the system RNG fails: still different at every start).
+fn incarnation() -> u64 {
+    let mut b = [0u8; 8];
+    match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
     }
 }

@@ -51,6 +51,8 @@ pub(crate) struct Core {
     /// advance even under a frozen test clock.
     pub(crate) start_ms: u64,
     pub(crate) started: Instant,
+    /// Random per start: see [`crate::admission::Hello::incarnation`].
+    pub(crate) incarnation: u64,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) endpoint: Endpoint,
     pub(crate) local_addr: SocketAddr,
@@ -151,6 +153,7 @@ impl Core {
             network: self.network,
             ticket: self.own_ticket().0,
             software: env!("CARGO_PKG_VERSION").to_string(),
+            incarnation: self.incarnation,
         })
     }
 

@@ -2,7 +2,8 @@
 //! state fed `(now, event)` and tested without sockets.
 //!
 //! It decides the duplicate-connection tie-break (both sides keep the
-//! connection dialled by the smaller node id, so they agree without talking),
+//! connection dialled by the smaller node id, so they agree without talking;
+//! a connection from a new incarnation of the peer always replaces the old),
 //! enforces `max_peers`, tracks each session's ticket claims (renewals
 //! included), and sweeps out sessions whose ticket expired or was revoked and
 //! connections that sat idle. It never touches a socket: every decision comes
@@ -132,6 +133,23 @@ impl<C: Clone> PeerTable<C> {
         let peer = admitted.identity.node_id;
         let mut actions = Vec::new();
         match self.sessions.get(&peer) {
+            // The peer restarted (same id, new incarnation): whatever we
+            // still hold is its dead predecessor's connection, which QUIC
+            // would only notice at its idle timeout. The new one carries the
+            // peer; subsystems hear it went down and came back.
+            Some(existing)
+                if live(&existing.conn)
+                    && existing.admitted.incarnation != admitted.incarnation =>
+            {
+                actions.push(Action::Close {
+                    conn: existing.conn.clone(),
+                    peer,
+                    code: CloseCode::Normal,
+                    reason: "peer restarted",
+                });
+                actions.push(Action::Down(peer));
+                actions.push(Action::Up(peer));
+            }
             Some(existing) if live(&existing.conn) => {
                 let preferred = std::cmp::min(self.me, peer);
                 if existing.dialer == preferred || dialer != preferred {
@@ -278,6 +296,7 @@ mod tests {
                 verdict_expires: u64::MAX,
             }),
             claims: claims(peer, exp),
+            incarnation: 7,
         }
     }
 
@@ -336,6 +355,41 @@ mod tests {
         // The replaced connection ending does not take the peer down.
         assert_eq!(on_b.closed(a, 11), None);
         assert_eq!(on_b.len(), 1);
+    }
+
+    #[test]
+    fn a_restarted_peer_replaces_its_dead_predecessors_connection() {
+        // Node 2 was killed and restarted on its data dir: same id, new
+        // incarnation. Node 1 still holds the old connection (QUIC has not
+        // noticed) and the tie-break would keep it, as node 1 dialled it.
+        let mut t = table(1, 8);
+        let _ = t.offer("old", 1, admitted(id(2), 100), id(1), 0, LIVE);
+        let mut reborn = admitted(id(2), 100);
+        reborn.incarnation = 8;
+        let offer = t.offer("new", 2, reborn, id(2), 5, LIVE);
+        assert_eq!(
+            offer,
+            Offer::Kept(vec![
+                Action::Close {
+                    conn: "old",
+                    peer: id(2),
+                    code: CloseCode::Normal,
+                    reason: "peer restarted"
+                },
+                Action::Down(id(2)),
+                Action::Up(id(2)),
+            ])
+        );
+        assert_eq!(t.get(&id(2)).map(|s| s.conn), Some("new"));
+        assert_eq!(
+            t.closed(id(2), 1),
+            None,
+            "the old connection ending is no news"
+        );
+        // The same incarnation dialling again is a plain duplicate.
+        let mut again = admitted(id(2), 100);
+        again.incarnation = 8;
+        assert_eq!(t.offer("dup", 3, again, id(2), 6, LIVE), Offer::Duplicate);
     }
 
     #[test]

@@ -488,6 +488,7 @@ impl RawPeer {
             network: fixture.network_id(),
             ticket: fixture.good_ticket(&self.node_id()),
             software: "raw test peer".into(),
+            incarnation: 1,
         };
         let (_send, mut recv) = send_hello(&conn, &ControlMsg::V1(hello)).await;
         let reply: Option<ControlMsg> = bounded(
