@@ -309,7 +309,8 @@ pub struct LimitsConfig {
     pub max_frame_bytes: u32,
     /// Most simultaneous peer connections. Default 256.
     pub max_peers: usize,
-    /// Most peers kept in the discovery catalog. Default 1000 (a digest of the whole catalog must fit in one frame).
+    /// Most peers kept in the discovery catalog. Default 10000 (when full, the
+    /// record issued longest ago makes room).
     pub max_catalog: usize,
     /// Capacity of each internal queue and event channel. Default 1024.
     pub queue_depth: usize,
@@ -320,7 +321,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_frame_bytes: 65_536,
             max_peers: 256,
-            max_catalog: 1000,
+            max_catalog: 10_000,
             queue_depth: 1024,
         }
     }
@@ -330,18 +331,20 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscoveryConfig {
-    /// Time between gossip rounds, in milliseconds. Default 500.
+    /// Failure-detector period, in milliseconds: one active-view peer is
+    /// probed per period. Default 1000.
     pub gossip_interval_ms: u64,
-    /// A peer not heard from for this long is purged, in seconds. Default 30;
-    /// must exceed two gossip intervals.
+    /// Lifetime of a peer record its owner does not renew, in seconds (owners
+    /// renew at a quarter of it; failures are detected by probes, not by
+    /// this). Default 3600; must exceed two gossip intervals.
     pub peer_ttl_secs: u64,
 }
 
 impl Default for DiscoveryConfig {
     fn default() -> Self {
         DiscoveryConfig {
-            gossip_interval_ms: 500,
-            peer_ttl_secs: 30,
+            gossip_interval_ms: 1000,
+            peer_ttl_secs: 3600,
         }
     }
 }
@@ -1363,16 +1366,16 @@ max_frame_bytes = 65536
 # Most simultaneous peer connections.
 max_peers = 256
 # Most peers kept in the discovery catalog.
-max_catalog = 1000
+max_catalog = 10000
 # Capacity of each internal queue and event channel.
 queue_depth = 1024
 
 [discovery]
-# Time between gossip rounds, in milliseconds.
-gossip_interval_ms = 500
-# A peer not heard from for this many seconds is purged (must exceed two
-# gossip intervals).
-peer_ttl_secs = 30
+# Failure-detector period, in milliseconds (one active peer probed per period).
+gossip_interval_ms = 1000
+# Lifetime of a peer record its owner does not renew, in seconds (owners renew
+# at a quarter of it; must exceed two gossip intervals).
+peer_ttl_secs = 3600
 
 [guest]
 # Used only when the node is the image's PID 1 (`tessella-node init`). The

@@ -125,6 +125,7 @@ pub struct Node {
 impl Node {
     /// Start the node described by `spec`.
     pub async fn start(spec: NodeSpec) -> Result<Node, NodeError> {
+        let bootstrap = spec.bootstrap;
         let mut builder = Network::builder(&spec.network)
             .identity(spec.identity)
             .policy(spec.policy)
@@ -133,7 +134,7 @@ impl Node {
             .trusted_issuers(spec.issuers.clone())
             .ticket_leeway(spec.ticket_leeway)
             .listen(spec.listen)
-            .bootstrap(spec.bootstrap)
+            .bootstrap(bootstrap.clone())
             .clock(spec.clock.clone())
             .limits(spec.limits)
             .cert_lifetime(spec.cert_lifetime)
@@ -148,7 +149,11 @@ impl Node {
             builder = builder.socket_wrapper(wrap);
         }
         let network = builder.build().await?;
-        let discovery = match Discovery::start(&network, spec.discovery) {
+        let mut discovery_opts = spec.discovery;
+        if discovery_opts.bootstrap.is_empty() {
+            discovery_opts.bootstrap = bootstrap;
+        }
+        let discovery = match Discovery::start(&network, discovery_opts) {
             Ok(d) => d,
             Err(e) => {
                 network.shutdown().await;

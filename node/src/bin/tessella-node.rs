@@ -406,7 +406,6 @@ async fn serve(config: NodeConfig, config_bytes: Vec<u8>, launch: Launch) -> any
         interval: config.discovery.gossip_interval(),
         peer_ttl: config.discovery.peer_ttl(),
         max_catalog: config.limits.max_catalog,
-        max_connections: config.limits.max_peers,
         event_queue: config.limits.queue_depth,
         ..DiscoveryOptions::default()
     };

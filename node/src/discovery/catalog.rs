@@ -1,20 +1,47 @@
 //! The catalog: the verified peers a node knows, with events when the set
-//! changes.
+//! changes, and the bucketed summary anti-entropy compares.
 //!
 //! Only [`VerifiedRecord`]s go in, so nothing unverified is ever stored. A
-//! node is either *live* (its latest record) or *departed* (a tombstone
-//! holding the version, and the signed departure when there is one, that
-//! ended it), never both. Tombstones keep an older live record that is still
-//! travelling through the network from bringing a departed node back, and let
-//! the departure itself spread by anti-entropy. Neither set ever contains the
-//! local node. Times are Unix milliseconds, supplied by the caller.
+//! node is either *live* (its latest record) or *gone* (a tombstone: the
+//! version that ended it and, for an announced departure, the signed record),
+//! never both. Tombstones keep an older record still travelling through the
+//! network from bringing a gone node back, and let the departure spread by
+//! anti-entropy. Neither set ever contains the local node. Times are Unix
+//! milliseconds, supplied by the caller.
+//!
+//! # Ranks
+//!
+//! Every entry has a *rank* that orders what nodes know about a peer:
+//! `2 × version` for a record (live or a signed departure) and
+//! `2 × version + 1` for a failure notice about that version. So a failure
+//! notice beats the record it condemns and loses to any newer record, which is
+//! how a wrongly suspected node refutes it: it signs a higher version.
+//!
+//! # Summary
+//!
+//! Entries fall into [`BUCKETS`] buckets by the first byte of the node id. A
+//! bucket's hash is the wrapping sum of `h(node id, rank)` over its entries,
+//! kept up to date on every change, so a [`Catalog::summary`] costs nothing
+//! and has the same size (2 KiB) at 10 or 100,000 peers. Two nodes compare
+//! summaries and exchange only the entries of buckets that differ.
+//!
+//! # Bounds
+//!
+//! At most `max_entries` live peers and `max_entries / 2` tombstones. When
+//! full, a new record evicts first a record whose ticket or time to live ran
+//! out, then the record issued longest ago: an admitted peer cannot invent
+//! identities (every record carries its owner's ticket), so eviction only
+//! ever trades one verified node for a fresher one.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tessella_attestation::identity::NodeId;
 
 use super::record::{PeerRecord, SignedRecord, VerifiedRecord};
+
+/// Number of summary buckets.
+pub const BUCKETS: usize = 256;
 
 /// A change in the set of known peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +64,12 @@ pub enum CatalogEvent {
 pub enum DepartReason {
     /// It announced its departure with a signed record.
     Announced,
-    /// Nothing refreshed it within the time to live.
+    /// Its record or its ticket expired before the owner renewed it.
     Expired,
-    /// Removed locally with [`Catalog::depart`].
-    Removed,
+    /// A failure detector found it unresponsive, and it did not refute.
+    Failed,
+    /// Evicted to make room for a fresher record in a full catalog.
+    Evicted,
 }
 
 impl CatalogEvent {
@@ -56,50 +85,108 @@ impl CatalogEvent {
 /// A live peer.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    record: PeerRecord,
-    signed: SignedRecord,
-    refreshed_ms: u64,
+    verified: Arc<VerifiedRecord>,
     discovered_ms: u64,
 }
 
 impl Peer {
     /// Its latest verified record.
     pub fn record(&self) -> &PeerRecord {
-        &self.record
+        self.verified.record()
     }
 
     /// That record as signed, for relaying.
     pub fn signed(&self) -> &SignedRecord {
-        &self.signed
+        self.verified.signed()
     }
 
-    /// Last time it was seen alive (connection or fresh record), Unix ms.
-    pub fn refreshed_ms(&self) -> u64 {
-        self.refreshed_ms
+    /// The verified record, shared.
+    pub fn verified(&self) -> &Arc<VerifiedRecord> {
+        &self.verified
+    }
+
+    /// When the record was signed, Unix ms.
+    pub fn issued_ms(&self) -> u64 {
+        self.record().issued_at_ms()
     }
 
     /// When this node first entered the catalog, Unix ms.
     pub fn discovered_ms(&self) -> u64 {
         self.discovered_ms
     }
+
+    fn rank(&self) -> u64 {
+        record_rank(self.record().version)
+    }
+}
+
+/// What ended a peer.
+#[derive(Debug, Clone)]
+pub enum Gone {
+    /// Its own signed departure.
+    Departed(Arc<VerifiedRecord>),
+    /// A failure notice about this version of its record (and the record,
+    /// when it was held: its addresses let the node try it again later).
+    Failed(Option<Arc<VerifiedRecord>>),
 }
 
 #[derive(Debug, Clone)]
 struct Tombstone {
     version: u64,
-    signed: Option<SignedRecord>,
+    gone: Gone,
     stored_ms: u64,
 }
 
-/// The verified peers this node knows. Bounded: at most `max_entries` live
-/// peers and `max_entries / 2` tombstones (at least one).
+impl Tombstone {
+    fn rank(&self) -> u64 {
+        match self.gone {
+            Gone::Departed(_) => record_rank(self.version),
+            Gone::Failed(_) => failure_rank(self.version),
+        }
+    }
+}
+
+/// The rank of a record with `version`.
+pub fn record_rank(version: u64) -> u64 {
+    version.saturating_mul(2)
+}
+
+/// The rank of a failure notice about `version`.
+pub fn failure_rank(version: u64) -> u64 {
+    version.saturating_mul(2).saturating_add(1)
+}
+
+/// What the catalog hands out to repair a peer that is behind.
+#[derive(Debug, Clone)]
+pub enum Repair {
+    /// A signed record (live, or a departure).
+    Record(SignedRecord),
+    /// A failure notice: `(node id, version)`.
+    Failed(NodeId, u64),
+}
+
+/// The verified peers this node knows; see the module docs.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     local: NodeId,
     max_entries: usize,
     peers: BTreeMap<NodeId, Peer>,
-    departed: BTreeMap<NodeId, Tombstone>,
-    refused: u64,
+    gone: BTreeMap<NodeId, Tombstone>,
+    buckets: Box<[u64; BUCKETS]>,
+    evicted: u64,
+}
+
+fn bucket_of(id: &NodeId) -> usize {
+    id.0[0] as usize
+}
+
+pub(crate) fn entry_hash(id: &NodeId, rank: u64) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&id.0);
+    h.update(&rank.to_le_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(b)
 }
 
 impl Catalog {
@@ -108,10 +195,11 @@ impl Catalog {
     pub fn new(local: NodeId, max_entries: usize) -> Catalog {
         Catalog {
             local,
-            max_entries,
+            max_entries: max_entries.max(1),
             peers: BTreeMap::new(),
-            departed: BTreeMap::new(),
-            refused: 0,
+            gone: BTreeMap::new(),
+            buckets: Box::new([0; BUCKETS]),
+            evicted: 0,
         }
     }
 
@@ -125,151 +213,229 @@ impl Catalog {
         self.max_entries
     }
 
-    /// How many unknown peers were refused because the catalog was full.
-    pub fn refused(&self) -> u64 {
-        self.refused
-    }
-
-    /// Count a stranger refused for lack of room without presenting it.
-    pub(crate) fn count_refusal(&mut self) {
-        self.refused += 1;
-    }
-
-    /// Whether there is room for another unknown peer.
-    pub fn has_room(&self) -> bool {
-        self.peers.len() < self.max_entries
+    /// How many live records were evicted to make room.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     fn max_tombstones(&self) -> usize {
         (self.max_entries / 2).max(1)
     }
 
-    /// Take in a verified record at `now_ms`. A record for a new node gives
-    /// [`CatalogEvent::Discovered`] (or is refused and counted when the
-    /// catalog is full: live peers are never evicted for strangers); a higher
-    /// version of a known node gives [`CatalogEvent::Updated`], or
-    /// [`CatalogEvent::Departed`] when it is a departure. Equal or older
-    /// versions, versions not above a tombstone, and the local node's own
-    /// records change nothing. A departure of a node not live here is kept as
-    /// a tombstone without an event.
-    ///
-    /// The peer counts as refreshed at the record's issue time (never later
-    /// than `now_ms`): an old record relayed late does not make a dead node
-    /// look alive.
-    pub fn apply(&mut self, verified: VerifiedRecord, now_ms: u64) -> Option<CatalogEvent> {
-        let (record, signed) = verified.into_parts();
+    fn count(&mut self, id: &NodeId, rank: u64, add: bool) {
+        let h = entry_hash(id, rank);
+        let b = &mut self.buckets[bucket_of(id)];
+        *b = if add {
+            b.wrapping_add(h)
+        } else {
+            b.wrapping_sub(h)
+        };
+    }
+
+    /// The rank of what this catalog holds about `node_id`.
+    pub fn rank_of(&self, node_id: &NodeId) -> Option<u64> {
+        self.peers
+            .get(node_id)
+            .map(Peer::rank)
+            .or_else(|| self.gone.get(node_id).map(Tombstone::rank))
+    }
+
+    /// The highest record version known for `node_id`, live or gone.
+    pub fn version_of(&self, node_id: &NodeId) -> Option<u64> {
+        self.peers
+            .get(node_id)
+            .map(|p| p.record().version)
+            .or_else(|| self.gone.get(node_id).map(|t| t.version))
+    }
+
+    /// Whether a record of `node_id` at `version` would change anything.
+    pub fn is_news(&self, node_id: &NodeId, version: u64) -> bool {
+        *node_id != self.local
+            && self
+                .rank_of(node_id)
+                .is_none_or(|r| r < record_rank(version))
+    }
+
+    /// Take in a verified record at `now_ms`. A new node gives
+    /// [`CatalogEvent::Discovered`] (and, when the catalog is full, evicts
+    /// the stalest record: [`Catalog::apply`] returns that departure first); a
+    /// newer record of a known node gives [`CatalogEvent::Updated`], or
+    /// [`CatalogEvent::Departed`] when it is a departure. Anything not above
+    /// what is held changes nothing. A departure of a node not live here is
+    /// kept as a tombstone without an event.
+    pub fn apply(&mut self, verified: Arc<VerifiedRecord>, now_ms: u64) -> Vec<CatalogEvent> {
+        let record = verified.record();
         let id = record.node_id;
-        if id == self.local {
-            return None;
+        let version = record.version;
+        if !self.is_news(&id, version) {
+            return Vec::new();
         }
-        if self
-            .departed
-            .get(&id)
-            .is_some_and(|t| record.version <= t.version)
-        {
-            return None;
-        }
-        let issued_ms = record.issued_at_ms().min(now_ms);
-        if let Some(peer) = self.peers.get_mut(&id) {
-            if record.version <= peer.record.version {
-                return None;
-            }
-            if record.departing {
-                self.peers.remove(&id);
-                self.bury(id, record.version, Some(signed), now_ms);
-                return Some(CatalogEvent::Departed {
+        let departing = record.departing;
+        let mut events = Vec::new();
+        self.unbury(&id);
+        if let Some(old) = self.peers.remove(&id) {
+            self.count(&id, old.rank(), false);
+            if departing {
+                self.bury(id, version, Gone::Departed(verified), now_ms);
+                events.push(CatalogEvent::Departed {
                     node_id: id,
                     reason: DepartReason::Announced,
                 });
+                return events;
             }
-            peer.refreshed_ms = peer.refreshed_ms.max(issued_ms);
-            peer.record = record.clone();
-            peer.signed = signed;
-            return Some(CatalogEvent::Updated(record));
+            let record = verified.record().clone();
+            self.count(&id, record_rank(version), true);
+            self.peers.insert(
+                id,
+                Peer {
+                    verified,
+                    discovered_ms: old.discovered_ms,
+                },
+            );
+            events.push(CatalogEvent::Updated(record));
+            return events;
         }
-        if record.departing {
-            self.bury(id, record.version, Some(signed), now_ms);
-            return None;
+        if departing {
+            self.bury(id, version, Gone::Departed(verified), now_ms);
+            return events;
         }
-        if !self.has_room() {
-            self.refused += 1;
-            return None;
+        if self.peers.len() >= self.max_entries {
+            let Some(victim) = self.stalest() else {
+                return events;
+            };
+            if self.peers[&victim].issued_ms() > verified.record().issued_at_ms() {
+                // The newcomer is staler than everything held.
+                self.evicted += 1;
+                return events;
+            }
+            self.remove_live(&victim);
+            self.evicted += 1;
+            events.push(CatalogEvent::Departed {
+                node_id: victim,
+                reason: DepartReason::Evicted,
+            });
         }
-        self.departed.remove(&id);
+        let record = verified.record().clone();
+        self.count(&id, record_rank(version), true);
         self.peers.insert(
             id,
             Peer {
-                record: record.clone(),
-                signed,
-                refreshed_ms: issued_ms,
+                verified,
                 discovered_ms: now_ms,
             },
         );
-        Some(CatalogEvent::Discovered(record))
+        events.push(CatalogEvent::Discovered(record));
+        events
     }
 
-    fn bury(&mut self, id: NodeId, version: u64, signed: Option<SignedRecord>, now_ms: u64) {
-        if !self.departed.contains_key(&id) && self.departed.len() >= self.max_tombstones() {
+    /// The live record issued longest ago.
+    fn stalest(&self) -> Option<NodeId> {
+        self.peers
+            .iter()
+            .min_by_key(|(_, p)| p.issued_ms())
+            .map(|(id, _)| *id)
+    }
+
+    fn remove_live(&mut self, id: &NodeId) -> Option<Peer> {
+        let p = self.peers.remove(id)?;
+        self.count(id, p.rank(), false);
+        Some(p)
+    }
+
+    fn unbury(&mut self, id: &NodeId) {
+        if let Some(t) = self.gone.remove(id) {
+            self.count(id, t.rank(), false);
+        }
+    }
+
+    fn bury(&mut self, id: NodeId, version: u64, gone: Gone, now_ms: u64) {
+        self.unbury(&id);
+        if self.gone.len() >= self.max_tombstones() {
             // Tombstones are a courtesy, live peers are not: drop the oldest.
             if let Some(oldest) = self
-                .departed
+                .gone
                 .iter()
                 .min_by_key(|(_, t)| t.stored_ms)
                 .map(|(id, _)| *id)
             {
-                self.departed.remove(&oldest);
+                self.unbury(&oldest);
             }
         }
-        self.departed.insert(
-            id,
-            Tombstone {
-                version,
-                signed,
-                stored_ms: now_ms,
-            },
-        );
+        let t = Tombstone {
+            version,
+            gone,
+            stored_ms: now_ms,
+        };
+        self.count(&id, t.rank(), true);
+        self.gone.insert(id, t);
     }
 
-    /// Forget a peer locally (no signed departure: a newer record from it
-    /// brings it back).
-    pub fn depart(&mut self, node_id: &NodeId, now_ms: u64) -> Option<CatalogEvent> {
-        let peer = self.peers.remove(node_id)?;
-        self.bury(*node_id, peer.record.version, None, now_ms);
-        Some(CatalogEvent::Departed {
-            node_id: *node_id,
-            reason: DepartReason::Removed,
-        })
-    }
-
-    /// Mark a live peer as seen alive at `now_ms` (a connection to it, a
-    /// message from it). Returns whether the peer is live here.
-    pub fn touch(&mut self, node_id: &NodeId, now_ms: u64) -> bool {
-        match self.peers.get_mut(node_id) {
-            Some(p) => {
-                p.refreshed_ms = p.refreshed_ms.max(now_ms);
-                true
-            }
-            None => false,
+    /// A failure notice: `node_id`'s record at `version` belongs to a node
+    /// found unresponsive. Removes it if that is the record held (an event),
+    /// and keeps a tombstone so the condemned version is not taken back.
+    /// Returns `None` when the notice is not news (a newer record, or an
+    /// equal notice, is held).
+    pub fn fail(
+        &mut self,
+        node_id: &NodeId,
+        version: u64,
+        now_ms: u64,
+    ) -> Option<Vec<CatalogEvent>> {
+        if *node_id == self.local
+            || self
+                .rank_of(node_id)
+                .is_some_and(|r| r >= failure_rank(version))
+        {
+            return None;
         }
+        let mut events = Vec::new();
+        let held = self.remove_live(node_id).map(|p| {
+            events.push(CatalogEvent::Departed {
+                node_id: *node_id,
+                reason: DepartReason::Failed,
+            });
+            p.verified
+        });
+        let old = self.gone.get(node_id).and_then(|t| match &t.gone {
+            Gone::Failed(r) => r.clone(),
+            Gone::Departed(_) => None,
+        });
+        self.bury(*node_id, version, Gone::Failed(held.or(old)), now_ms);
+        Some(events)
     }
 
-    /// Remove peers not refreshed within `ttl` (one
-    /// [`CatalogEvent::Departed`] with [`DepartReason::Expired`] each) and
-    /// tombstones older than twice `ttl`.
-    pub fn purge(&mut self, now_ms: u64, ttl: Duration) -> Vec<CatalogEvent> {
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    /// Remove records issued more than `ttl_ms` ago or whose ticket expired
+    /// by `now_ms` (one [`DepartReason::Expired`] each), and tombstones older
+    /// than twice `ttl_ms`. `ticket_expires` reads a record's ticket expiry
+    /// (Unix seconds).
+    pub fn purge(
+        &mut self,
+        now_ms: u64,
+        ttl_ms: u64,
+        ticket_expires: impl Fn(&VerifiedRecord) -> u64,
+    ) -> Vec<CatalogEvent> {
+        let now_s = now_ms / 1000;
         let stale: Vec<NodeId> = self
             .peers
             .iter()
-            .filter(|(_, p)| now_ms.saturating_sub(p.refreshed_ms) > ttl_ms)
+            .filter(|(_, p)| {
+                now_ms.saturating_sub(p.issued_ms()) > ttl_ms || ticket_expires(&p.verified) < now_s
+            })
             .map(|(id, _)| *id)
             .collect();
-        self.departed
-            .retain(|_, t| now_ms.saturating_sub(t.stored_ms) <= ttl_ms.saturating_mul(2));
+        let old: Vec<NodeId> = self
+            .gone
+            .iter()
+            .filter(|(_, t)| now_ms.saturating_sub(t.stored_ms) > ttl_ms.saturating_mul(2))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in old {
+            self.unbury(&id);
+        }
         stale
             .into_iter()
             .map(|id| {
-                self.peers.remove(&id);
+                self.remove_live(&id);
                 CatalogEvent::Departed {
                     node_id: id,
                     reason: DepartReason::Expired,
@@ -278,58 +444,56 @@ impl Catalog {
             .collect()
     }
 
-    /// What this catalog holds, as `(node id, version)` for live peers and
-    /// tombstones, ordered by node id. Sent as a gossip digest.
-    pub fn digest(&self) -> Vec<(NodeId, u64)> {
-        let mut out: Vec<(NodeId, u64)> = self
-            .peers
-            .iter()
-            .map(|(id, p)| (*id, p.record.version))
-            .chain(self.departed.iter().map(|(id, t)| (*id, t.version)))
-            .collect();
-        out.sort_unstable_by_key(|(id, _)| *id);
-        out
+    /// The bucket hashes (see the module docs).
+    pub fn summary(&self) -> &[u64; BUCKETS] {
+        &self.buckets
     }
 
-    /// The signed records (live ones and signed departures) that are newer
-    /// than, or missing from, `digest`.
-    pub fn records_newer_than(&self, digest: &[(NodeId, u64)]) -> Vec<SignedRecord> {
-        let theirs: HashMap<NodeId, u64> = digest.iter().copied().collect();
-        let behind = |id: &NodeId, v: u64| theirs.get(id).is_none_or(|t| *t < v);
+    /// `(node id, rank)` of every entry, live or gone, in bucket `b`.
+    pub fn bucket_entries(&self, b: u8) -> Vec<(NodeId, u64)> {
+        let lo = NodeId(bucket_start(b));
         let live = self
             .peers
-            .iter()
-            .filter(|(id, p)| behind(id, p.record.version))
-            .map(|(_, p)| p.signed.clone());
+            .range(lo..)
+            .take_while(|(id, _)| id.0[0] == b)
+            .map(|(id, p)| (*id, p.rank()));
         let gone = self
-            .departed
-            .iter()
-            .filter(|(id, t)| behind(id, t.version))
-            .filter_map(|(_, t)| t.signed.clone());
+            .gone
+            .range(lo..)
+            .take_while(|(id, _)| id.0[0] == b)
+            .map(|(id, t)| (*id, t.rank()));
         live.chain(gone).collect()
     }
 
-    /// The highest version known for `node_id`, live or departed.
-    pub fn version_of(&self, node_id: &NodeId) -> Option<u64> {
-        self.peers
-            .get(node_id)
-            .map(|p| p.record.version)
-            .or_else(|| self.departed.get(node_id).map(|t| t.version))
+    /// What to send a peer that holds less than we do about `node_id`.
+    pub fn repair(&self, node_id: &NodeId) -> Option<Repair> {
+        if let Some(p) = self.peers.get(node_id) {
+            return Some(Repair::Record(p.signed().clone()));
+        }
+        let t = self.gone.get(node_id)?;
+        Some(match &t.gone {
+            Gone::Departed(v) => Repair::Record(v.signed().clone()),
+            Gone::Failed(_) => Repair::Failed(*node_id, t.version),
+        })
     }
 
-    /// The signed record to hand out for `node_id`: its live record or its
-    /// signed departure.
-    pub fn signed_record(&self, node_id: &NodeId) -> Option<&SignedRecord> {
-        self.peers
-            .get(node_id)
-            .map(|p| &p.signed)
-            .or_else(|| self.departed.get(node_id).and_then(|t| t.signed.as_ref()))
+    /// Nodes declared failed whose addresses are known, for reconnection
+    /// attempts (a healed partition comes back together this way).
+    pub fn failed(&self) -> Vec<(NodeId, Vec<std::net::SocketAddr>)> {
+        self.gone
+            .iter()
+            .filter_map(|(id, t)| match &t.gone {
+                Gone::Failed(Some(r)) if !r.record().addrs.is_empty() => {
+                    Some((*id, r.record().addrs.clone()))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
-    /// Whether `node_id` left (announced, or removed locally) and has not
-    /// come back.
-    pub fn is_departed(&self, node_id: &NodeId) -> bool {
-        self.departed.contains_key(node_id)
+    /// Whether `node_id` is gone (departed or failed) and has not come back.
+    pub fn is_gone(&self, node_id: &NodeId) -> bool {
+        self.gone.contains_key(node_id)
     }
 
     /// A live peer.
@@ -347,6 +511,11 @@ impl Catalog {
         self.peers.len()
     }
 
+    /// Number of tombstones.
+    pub fn gone_len(&self) -> usize {
+        self.gone.len()
+    }
+
     /// Whether there are no live peers.
     pub fn is_empty(&self) -> bool {
         self.peers.is_empty()
@@ -356,6 +525,17 @@ impl Catalog {
     pub fn iter(&self) -> impl Iterator<Item = &Peer> {
         self.peers.values()
     }
+
+    /// The `i`-th live peer in node-id order (for uniform random picks).
+    pub fn nth(&self, i: usize) -> Option<&Peer> {
+        self.peers.values().nth(i)
+    }
+}
+
+fn bucket_start(b: u8) -> [u8; 32] {
+    let mut id = [0u8; 32];
+    id[0] = b;
+    id
 }
 
 #[cfg(test)]
@@ -363,180 +543,163 @@ mod tests {
     use super::*;
     use crate::discovery::testkit::{identities, record_for, verified, NOW, NOW_MS};
 
-    fn departure(rec: &PeerRecord, version: u64) -> PeerRecord {
-        PeerRecord {
-            addrs: vec![],
-            departing: true,
-            version,
-            ..rec.clone()
-        }
+    fn v(i: usize, version: u64) -> Arc<VerifiedRecord> {
+        let id = &identities(i + 1)[i];
+        let mut r = record_for(id, version, NOW);
+        r.version = version;
+        Arc::new(verified(&r, id))
+    }
+
+    fn departing(i: usize, version: u64) -> Arc<VerifiedRecord> {
+        let id = &identities(i + 1)[i];
+        let mut r = record_for(id, version, NOW);
+        r.departing = true;
+        r.addrs.clear();
+        Arc::new(verified(&r, id))
+    }
+
+    fn local() -> NodeId {
+        NodeId([0xee; 32])
     }
 
     #[test]
-    fn discovered_updated_and_stale_versions_ignored() {
-        let ids = identities(2);
-        let mut cat = Catalog::new(ids[0].node_id(), 8);
-        let peer = &ids[1];
-        let v2 = record_for(peer, 2, NOW);
-        let ev = cat.apply(verified(&v2, peer), NOW_MS);
-        assert_eq!(ev, Some(CatalogEvent::Discovered(v2.clone())));
-        // Equal and older versions change nothing.
-        assert_eq!(cat.apply(verified(&v2, peer), NOW_MS), None);
-        let mut v1 = record_for(peer, 1, NOW);
-        v1.services = vec!["older".into()];
-        assert_eq!(cat.apply(verified(&v1, peer), NOW_MS), None);
-        assert_eq!(cat.get(&peer.node_id()).map(|p| p.record()), Some(&v2));
-        // A newer one replaces.
-        let mut v3 = record_for(peer, 3, NOW + 1);
-        v3.services = vec!["newer".into()];
-        let ev = cat.apply(verified(&v3, peer), NOW_MS + 1000);
-        assert_eq!(ev, Some(CatalogEvent::Updated(v3.clone())));
-        assert_eq!(cat.version_of(&peer.node_id()), Some(3));
-        assert_eq!(cat.len(), 1);
-        assert_eq!(cat.digest(), vec![(peer.node_id(), 3)]);
-    }
-
-    #[test]
-    fn never_contains_self() {
-        let ids = identities(1);
-        let mut cat = Catalog::new(ids[0].node_id(), 8);
-        let own = record_for(&ids[0], 1, NOW);
-        assert_eq!(cat.apply(verified(&own, &ids[0]), NOW_MS), None);
-        assert!(cat.is_empty());
-        assert!(cat.digest().is_empty());
-    }
-
-    #[test]
-    fn capacity_refuses_strangers_but_updates_known_peers() {
-        let ids = identities(6);
-        let mut cat = Catalog::new(ids[0].node_id(), 3);
-        for id in &ids[1..] {
-            cat.apply(verified(&record_for(id, 1, NOW), id), NOW_MS);
-        }
-        assert_eq!(cat.len(), 3);
-        assert_eq!(cat.refused(), 2);
-        assert!(!cat.contains(&ids[4].node_id()) && !cat.contains(&ids[5].node_id()));
-        // Known peers still update.
-        let ev = cat.apply(verified(&record_for(&ids[1], 2, NOW), &ids[1]), NOW_MS);
-        assert!(matches!(ev, Some(CatalogEvent::Updated(_))));
-        // A departure makes room.
-        assert!(cat.depart(&ids[2].node_id(), NOW_MS).is_some());
-        let ev = cat.apply(verified(&record_for(&ids[4], 1, NOW), &ids[4]), NOW_MS);
-        assert!(matches!(ev, Some(CatalogEvent::Discovered(_))));
-        assert_eq!(cat.len(), 3);
-    }
-
-    #[test]
-    fn departure_removes_and_blocks_older_records() {
-        let ids = identities(3);
-        let mut cat = Catalog::new(ids[0].node_id(), 8);
-        let p = &ids[1];
-        let live = record_for(p, 10, NOW);
-        cat.apply(verified(&live, p), NOW_MS);
-        // An older departure does nothing.
-        assert_eq!(cat.apply(verified(&departure(&live, 9), p), NOW_MS), None);
-        assert!(cat.contains(&p.node_id()));
-        let bye = departure(&live, 11);
-        assert_eq!(
-            cat.apply(verified(&bye, p), NOW_MS),
-            Some(CatalogEvent::Departed {
-                node_id: p.node_id(),
-                reason: DepartReason::Announced
-            })
-        );
-        assert!(!cat.contains(&p.node_id()) && cat.is_departed(&p.node_id()));
-        // The old live record, relayed late, does not resurrect it.
-        assert_eq!(cat.apply(verified(&live, p), NOW_MS), None);
-        // The departure is handed out to peers that still list it live.
-        let out = cat.records_newer_than(&[(p.node_id(), 10)]);
-        assert_eq!(out.len(), 1);
-        assert!(cat.records_newer_than(&[(p.node_id(), 11)]).is_empty());
-        assert_eq!(cat.digest(), vec![(p.node_id(), 11)]);
-        // A departure of a node never seen is remembered silently.
-        let q = &ids[2];
-        let q_bye = departure(&record_for(q, 5, NOW), 5);
-        assert_eq!(cat.apply(verified(&q_bye, q), NOW_MS), None);
-        assert!(cat.is_departed(&q.node_id()));
-        assert_eq!(cat.apply(verified(&record_for(q, 4, NOW), q), NOW_MS), None);
-        // A genuinely newer record brings a node back.
-        let back = record_for(p, 12, NOW);
+    fn discovered_updated_departed_and_stale_versions_ignored() {
+        let mut c = Catalog::new(local(), 8);
+        let a = v(0, 10);
+        let id = a.node_id();
         assert!(matches!(
-            cat.apply(verified(&back, p), NOW_MS),
-            Some(CatalogEvent::Discovered(_))
+            c.apply(a, NOW_MS)[..],
+            [CatalogEvent::Discovered(_)]
         ));
-        assert!(!cat.is_departed(&p.node_id()));
-    }
-
-    #[test]
-    fn purge_expires_unrefreshed_peers_and_old_tombstones() {
-        let ids = identities(4);
-        let mut cat = Catalog::new(ids[0].node_id(), 8);
-        let ttl = Duration::from_secs(30);
-        for id in &ids[1..3] {
-            cat.apply(verified(&record_for(id, 1, NOW), id), NOW_MS);
-        }
-        // A record issued 20 s ago counts from its issue time.
-        let old = record_for(&ids[3], 1, NOW - 20);
-        cat.apply(verified(&old, &ids[3]), NOW_MS);
+        assert!(c.apply(v(0, 10), NOW_MS).is_empty(), "same version");
+        assert!(c.apply(v(0, 9), NOW_MS).is_empty(), "older version");
+        assert!(matches!(
+            c.apply(v(0, 11), NOW_MS)[..],
+            [CatalogEvent::Updated(_)]
+        ));
         assert_eq!(
-            cat.get(&ids[3].node_id()).map(|p| p.refreshed_ms()),
-            Some(NOW_MS - 20_000)
-        );
-        assert!(cat.purge(NOW_MS + 10_000, ttl).is_empty());
-        let gone = cat.purge(NOW_MS + 10_001, ttl);
-        assert_eq!(
-            gone,
+            c.apply(departing(0, 12), NOW_MS),
             vec![CatalogEvent::Departed {
-                node_id: ids[3].node_id(),
-                reason: DepartReason::Expired
+                node_id: id,
+                reason: DepartReason::Announced
             }]
         );
-        // Touching keeps a peer alive.
-        assert!(cat.touch(&ids[1].node_id(), NOW_MS + 25_000));
-        assert!(!cat.touch(&ids[3].node_id(), NOW_MS + 25_000));
-        let gone = cat.purge(NOW_MS + 31_000, ttl);
-        assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].node_id(), ids[2].node_id());
-        assert_eq!(cat.len(), 1);
-        // Tombstones last twice the ttl.
-        cat.depart(&ids[1].node_id(), NOW_MS + 31_000);
-        assert!(cat.is_departed(&ids[1].node_id()));
-        cat.purge(NOW_MS + 91_000, ttl);
-        assert!(cat.is_departed(&ids[1].node_id()));
-        cat.purge(NOW_MS + 91_001, ttl);
-        assert!(!cat.is_departed(&ids[1].node_id()));
+        assert!(c.is_gone(&id));
+        assert!(c.apply(v(0, 11), NOW_MS).is_empty(), "the tombstone holds");
+        assert!(matches!(
+            c.apply(v(0, 13), NOW_MS)[..],
+            [CatalogEvent::Discovered(_)]
+        ));
     }
 
     #[test]
-    fn push_pull_helpers() {
-        let ids = identities(4);
-        let mut cat = Catalog::new(ids[0].node_id(), 8);
-        for (i, id) in ids[1..].iter().enumerate() {
-            cat.apply(verified(&record_for(id, 5, NOW), id), NOW_MS + i as u64);
-        }
-        let digest = cat.digest();
-        assert_eq!(digest.len(), 3);
-        assert!(digest.windows(2).all(|w| w[0].0 < w[1].0));
-        assert!(cat.records_newer_than(&digest).is_empty());
-        assert_eq!(cat.records_newer_than(&[]).len(), 3);
-        let partial = [(ids[1].node_id(), 5), (ids[2].node_id(), 4)];
-        let out = cat.records_newer_than(&partial);
-        assert_eq!(out.len(), 2);
-        assert!(out.contains(cat.signed_record(&ids[2].node_id()).expect("known")));
-        assert!(out.contains(cat.signed_record(&ids[3].node_id()).expect("known")));
-        assert_eq!(cat.iter().count(), 3);
+    fn a_failure_notice_beats_its_version_and_loses_to_a_newer_one() {
+        let mut c = Catalog::new(local(), 8);
+        let a = v(0, 10);
+        let id = a.node_id();
+        c.apply(a, NOW_MS);
+        assert_eq!(
+            c.fail(&id, 9, NOW_MS),
+            None,
+            "about an older record: not news"
+        );
+        assert_eq!(
+            c.fail(&id, 10, NOW_MS),
+            Some(vec![CatalogEvent::Departed {
+                node_id: id,
+                reason: DepartReason::Failed
+            }])
+        );
+        assert_eq!(c.fail(&id, 10, NOW_MS), None, "twice is not news");
+        assert!(
+            c.apply(v(0, 10), NOW_MS).is_empty(),
+            "the condemned record stays out"
+        );
+        // The node refutes by signing a newer record.
+        assert!(matches!(
+            c.apply(v(0, 11), NOW_MS)[..],
+            [CatalogEvent::Discovered(_)]
+        ));
     }
 
     #[test]
-    fn tombstones_are_bounded() {
-        let ids = identities(8);
-        let mut cat = Catalog::new(ids[0].node_id(), 4);
-        for (i, id) in ids[1..].iter().enumerate() {
-            let bye = departure(&record_for(id, 1, NOW), 2);
-            cat.apply(verified(&bye, id), NOW_MS + i as u64);
+    fn summaries_agree_exactly_when_contents_do() {
+        let mut a = Catalog::new(local(), 16);
+        let mut b = Catalog::new(local(), 16);
+        for i in 0..5 {
+            a.apply(v(i, 10), NOW_MS);
         }
-        assert_eq!(cat.digest().len(), 2);
-        // The newest survive.
-        assert!(cat.is_departed(&ids[7].node_id()) && cat.is_departed(&ids[6].node_id()));
+        for i in (0..5).rev() {
+            b.apply(v(i, 10), NOW_MS + 7);
+        }
+        assert_eq!(a.summary(), b.summary(), "order and time do not matter");
+        b.apply(v(2, 11), NOW_MS);
+        let differ: Vec<usize> = (0..BUCKETS)
+            .filter(|i| a.summary()[*i] != b.summary()[*i])
+            .collect();
+        let id2 = identities(3)[2].node_id();
+        assert_eq!(differ, vec![id2.0[0] as usize]);
+        let entries = b.bucket_entries(id2.0[0]);
+        assert!(entries.contains(&(id2, record_rank(11))), "{entries:?}");
+        // Failing the same version on both sides makes them agree again.
+        a.apply(v(2, 11), NOW_MS);
+        assert_eq!(a.summary(), b.summary());
+        a.fail(&id2, 11, NOW_MS);
+        assert_ne!(a.summary(), b.summary());
+        b.fail(&id2, 11, NOW_MS);
+        assert_eq!(a.summary(), b.summary());
+    }
+
+    #[test]
+    fn a_full_catalog_evicts_the_stalest_record_for_a_fresher_one() {
+        let mut c = Catalog::new(local(), 3);
+        for i in 0..3 {
+            let id = &identities(i + 1)[i];
+            let r = record_for(id, 10, NOW + i as u64);
+            c.apply(Arc::new(verified(&r, id)), NOW_MS);
+        }
+        let oldest = identities(1)[0].node_id();
+        let id = &identities(4)[3];
+        let r = record_for(id, 10, NOW + 10);
+        let events = c.apply(Arc::new(verified(&r, id)), NOW_MS);
+        assert_eq!(
+            events[0],
+            CatalogEvent::Departed {
+                node_id: oldest,
+                reason: DepartReason::Evicted
+            }
+        );
+        assert!(matches!(events[1], CatalogEvent::Discovered(_)));
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.evicted(), 1);
+        // A record staler than everything held is not taken.
+        let id = &identities(5)[4];
+        let r = record_for(id, 10, NOW - 100);
+        assert!(c.apply(Arc::new(verified(&r, id)), NOW_MS).is_empty());
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn purge_expires_records_by_age_and_ticket() {
+        let mut c = Catalog::new(local(), 8);
+        c.apply(v(0, 10), NOW_MS);
+        let id = identities(1)[0].node_id();
+        assert!(c.purge(NOW_MS + 1000, 5000, |_| u64::MAX).is_empty());
+        assert_eq!(
+            c.purge(NOW_MS + 1000, 5000, |_| NOW),
+            vec![CatalogEvent::Departed {
+                node_id: id,
+                reason: DepartReason::Expired
+            }],
+            "ticket expired"
+        );
+        c.apply(v(0, 11), NOW_MS);
+        assert_eq!(
+            c.purge(NOW_MS + 5001, 5000, |_| u64::MAX).len(),
+            1,
+            "too old"
+        );
+        assert!(c.is_empty());
+        assert_eq!(c.summary(), &[0; BUCKETS], "nothing left counts");
     }
 }

@@ -7,17 +7,21 @@
 //! [`Network::reach`], events to subscribers. It is also the transport's
 //! [`AddressBook`]: peer handles find nodes by the addresses in the catalog.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
-use super::{CatalogEvent, DiscoveryMsg, Gossip, GossipConfig, LocalInfo, Out, PeerRecord};
+use super::{
+    CatalogEvent, DiscoveryMsg, DiscoveryV1, Gossip, GossipConfig, LocalInfo, Out, PeerRecord,
+    RecordError, RecordVerifier, SignedRecord, VerifiedRecord,
+};
 use crate::id::{NodeId, Tag};
 use crate::network::{
-    AddressBook, FullPolicy, HandlerFuture, IncomingUni, Network, OutboxPolicy, PeerInfo,
-    ProtocolHandler,
+    AddressBook, FullPolicy, HandlerFuture, IncomingUni, KeepAlive, Network, OutboxPolicy,
+    PeerInfo, ProtocolHandler,
 };
 use crate::wire::{read_frame, CloseCode, FrameError, StreamFamily};
 
@@ -26,30 +30,48 @@ use crate::wire::{read_frame, CloseCode, FrameError, StreamFamily};
 pub struct DiscoveryOptions {
     /// Tags advertised in this node's record.
     pub tags: Vec<Tag>,
-    /// Time between gossip rounds.
+    /// Failure-detector period: one active peer probed per interval.
     pub interval: Duration,
-    /// How long a silent peer stays in the catalog.
+    /// How long a record lives without a newer one (its owner re-signs it a
+    /// quarter of this apart).
     pub peer_ttl: Duration,
+    /// How long a suspected peer has to show life before it is declared
+    /// failed.
+    pub suspicion_timeout: Duration,
+    /// Time between anti-entropy exchanges.
+    pub sync_interval: Duration,
+    /// Time between attempts to reach nodes declared failed.
+    pub reconnect_interval: Duration,
+    /// Active view size (gossip connections).
+    pub active_size: usize,
+    /// Passive view size.
+    pub passive_size: usize,
     /// Most peers in the catalog.
     pub max_catalog: usize,
-    /// Most peers gossip asks the transport to connect to.
-    pub max_connections: usize,
     /// Capacity of the event channel (a slow subscriber lags).
     pub event_queue: usize,
     /// Frames queued per peer before the oldest is dropped.
     pub outbox: usize,
+    /// Where to rejoin when every active peer is gone (the node's
+    /// bootstrap addresses).
+    pub bootstrap: Vec<SocketAddr>,
 }
 
 impl Default for DiscoveryOptions {
     fn default() -> Self {
         DiscoveryOptions {
             tags: Vec::new(),
-            interval: Duration::from_millis(200),
-            peer_ttl: Duration::from_secs(30),
-            max_catalog: 1000,
-            max_connections: 256,
+            interval: Duration::from_secs(1),
+            peer_ttl: Duration::from_secs(3600),
+            suspicion_timeout: Duration::from_secs(5),
+            sync_interval: Duration::from_secs(2),
+            reconnect_interval: Duration::from_secs(10),
+            active_size: 6,
+            passive_size: 30,
+            max_catalog: 10_000,
             event_queue: 1024,
-            outbox: 16,
+            outbox: 64,
+            bootstrap: Vec::new(),
         }
     }
 }
@@ -72,19 +94,59 @@ pub struct Discovery {
     gossip: Mutex<Gossip>,
     events: broadcast::Sender<CatalogEvent>,
     outbox: usize,
+    /// Connections of active-view peers, held open.
+    kept: Mutex<HashMap<NodeId, KeepAlive>>,
+    bootstrap: Vec<SocketAddr>,
+    /// Wakes the timer task early (new work before its deadline).
+    wake: Notify,
+    /// Itself, for work started from `&self` callbacks.
+    me: Weak<Discovery>,
+}
+
+/// Checks records the way this node admits peers.
+#[derive(Debug)]
+struct NetVerifier {
+    network: crate::id::NetworkId,
+    skew_secs: u64,
+}
+
+impl RecordVerifier for NetVerifier {
+    fn verify(
+        &self,
+        signed: &SignedRecord,
+        now_ms: u64,
+    ) -> Result<Arc<VerifiedRecord>, RecordError> {
+        signed
+            .verify(&self.network, now_ms / 1000, self.skew_secs)
+            .map(Arc::new)
+    }
+
+    fn expires(&self, _record: &VerifiedRecord) -> u64 {
+        u64::MAX
+    }
 }
 
 impl Discovery {
     /// Start discovery on `net`: register the handler, become its address
-    /// book, and run gossip rounds every `opts.interval`.
+    /// book, and run the protocol's timers.
     pub fn start(net: &Network, opts: DiscoveryOptions) -> Result<Arc<Discovery>, DiscoveryError> {
         let mut config = GossipConfig::new(net.network_id());
-        config.interval = opts.interval;
-        config.peer_ttl = opts.peer_ttl;
+        config.probe_interval = opts.interval;
+        config.probe_timeout = opts.interval * 2 / 5;
+        config.suspicion_timeout = opts.suspicion_timeout;
+        config.sync_interval = opts.sync_interval;
+        config.reconnect_interval = opts.reconnect_interval;
+        config.record_ttl = opts.peer_ttl;
+        config.refresh_interval = opts.peer_ttl / 4;
+        config.active_size = opts.active_size;
+        config.passive_size = opts.passive_size;
         config.max_entries = opts.max_catalog;
-        config.max_connections = opts.max_connections;
         // Room for the frame prefix and postcard's envelope.
         config.max_message_bytes = net.max_frame().saturating_sub(1024);
+        let verifier = Arc::new(NetVerifier {
+            network: net.network_id(),
+            skew_secs: config.max_skew.as_secs(),
+        });
         let gossip = Gossip::new(
             net.certificate(),
             LocalInfo {
@@ -94,18 +156,23 @@ impl Discovery {
                 software: format!("tessella {}", env!("CARGO_PKG_VERSION")),
             },
             config,
+            verifier,
             net.now_ms(),
         )?;
         let (events, _) = broadcast::channel(opts.event_queue.max(1));
-        let me = Arc::new(Discovery {
+        let me = Arc::new_cyclic(|me| Discovery {
+            me: me.clone(),
             net: net.clone(),
             gossip: Mutex::new(gossip),
             events,
             outbox: opts.outbox.max(1),
+            kept: Mutex::new(HashMap::new()),
+            bootstrap: opts.bootstrap,
+            wake: Notify::new(),
         });
         net.register(me.clone())?;
         net.set_address_book(Arc::new(Book(Arc::downgrade(&me))));
-        tokio::spawn(rounds(Arc::downgrade(&me), net.clone(), opts.interval));
+        tokio::spawn(timers(Arc::downgrade(&me), net.clone()));
         Ok(me)
     }
 
@@ -131,7 +198,7 @@ impl Discovery {
             .map(|p| {
                 (
                     p.record().clone(),
-                    now_ms.saturating_sub(p.refreshed_ms()) / 1000,
+                    now_ms.saturating_sub(p.issued_ms()) / 1000,
                 )
             })
             .collect()
@@ -147,7 +214,23 @@ impl Discovery {
         self.gossip().stats()
     }
 
-    fn dispatch(&self, outs: Vec<Out>) {
+    /// Active and passive views (for status and tests).
+    pub fn views(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        let g = self.gossip();
+        (g.active(), g.passive().to_vec())
+    }
+
+    fn kept(&self) -> MutexGuard<'_, HashMap<NodeId, KeepAlive>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn dispatch_detached(&self, outs: Vec<Out>) {
+        if let Some(me) = self.me.upgrade() {
+            me.dispatch(outs);
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, outs: Vec<Out>) {
         for out in outs {
             match out {
                 Out::Send { to, msg } => {
@@ -160,11 +243,34 @@ impl Discovery {
                     }
                 }
                 Out::Connect { node_id, addrs } => {
-                    if node_id == self.net.node_id() || self.net.peer(node_id).info().is_some() {
-                        continue;
-                    }
-                    let net = self.net.clone();
-                    tokio::spawn(async move { net.reach(node_id, addrs).await });
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let reached = me.net.reach(node_id, addrs).await;
+                        let now = me.net.now_ms();
+                        let outs = if reached {
+                            // Already connected gives no new peer-up: say so.
+                            me.gossip().on_connected(node_id, now)
+                        } else {
+                            me.gossip().on_connect_failed(node_id, now)
+                        };
+                        me.dispatch(outs);
+                    });
+                }
+                Out::Keep(peer) => {
+                    let guard = self.net.peer(peer).keep_alive();
+                    self.kept().insert(peer, guard);
+                }
+                Out::Release(peer) => {
+                    self.kept().remove(&peer);
+                    // Let a Disconnect already queued go out first.
+                    let me = Arc::downgrade(self);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(RELEASE_GRACE).await;
+                        let Some(me) = me.upgrade() else { return };
+                        if !me.gossip().active().contains(&peer) && !me.kept().contains_key(&peer) {
+                            me.net.peer(peer).release();
+                        }
+                    });
                 }
                 Out::Event(event) => {
                     let size = self.gossip().catalog().len();
@@ -174,6 +280,7 @@ impl Discovery {
                 }
             }
         }
+        self.wake.notify_one();
     }
 
     async fn serve(self: Arc<Self>, peer: NodeId, mut recv: quinn::RecvStream) {
@@ -188,16 +295,21 @@ impl Discovery {
                     }
                     metrics::counter!("tessella_gossip_messages_total", "direction" => "in")
                         .increment(1);
-                    // Records carry ECDSA signatures: verify off the async workers.
-                    let me = self.clone();
-                    let outs = self
-                        .net
-                        .run_blocking(move || {
-                            let now = me.net.now_ms();
-                            me.gossip().on_message(peer, msg, now)
-                        })
-                        .await
-                        .unwrap_or_default();
+                    let outs = if carries_records(&msg) {
+                        // Records carry signatures and tickets: verify off
+                        // the async workers.
+                        let me = self.clone();
+                        self.net
+                            .run_blocking(move || {
+                                let now = me.net.now_ms();
+                                me.gossip().on_message(peer, msg, now)
+                            })
+                            .await
+                            .unwrap_or_default()
+                    } else {
+                        let now = self.net.now_ms();
+                        self.gossip().on_message(peer, msg, now)
+                    };
                     self.dispatch(outs);
                 }
                 Ok(None) => return,
@@ -256,11 +368,12 @@ impl ProtocolHandler for Discovery {
         let outs = self
             .gossip()
             .on_connected(peer.node_id(), self.net.now_ms());
-        self.dispatch(outs);
+        self.dispatch_detached(outs);
     }
 
     fn peer_down(&self, peer: NodeId) {
-        self.gossip().on_disconnected(peer);
+        let outs = self.gossip().on_disconnected(peer, self.net.now_ms());
+        self.dispatch_detached(outs);
     }
 
     fn uni(self: Arc<Self>, peer: PeerInfo, stream: IncomingUni) -> HandlerFuture {
@@ -272,19 +385,75 @@ impl ProtocolHandler for Discovery {
     }
 }
 
-/// Gossip rounds until the node stops or discovery is dropped.
-async fn rounds(me: Weak<Discovery>, net: Network, interval: Duration) {
-    let mut timer = tokio::time::interval(interval);
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// The protocol's timers until the node stops or discovery is dropped:
+/// sleep until [`Gossip::poll_timeout`] (or new work), tick, and rejoin
+/// through the bootstrap addresses when no peer is left.
+async fn timers(me: Weak<Discovery>, net: Network) {
+    let mut alone_since: Option<u64> = None;
     loop {
-        timer.tick().await;
+        let deadline = {
+            let Some(me) = me.upgrade() else { return };
+            let now = net.now_ms();
+            let due = me.gossip().poll_timeout().unwrap_or(now + MAX_SLEEP_MS);
+            let wait = due.saturating_sub(now).min(MAX_SLEEP_MS);
+            let wake = async { me.wake.notified().await };
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait.max(MIN_SLEEP_MS))) => {}
+                _ = wake => {}
+            }
+            due
+        };
         if net.is_stopping() {
             return;
         }
         let Some(me) = me.upgrade() else { return };
-        let outs = me.gossip().on_tick(net.now_ms());
+        let now = net.now_ms();
+        if now + 1 < deadline {
+            continue;
+        }
+        let outs = me.gossip().on_tick(now);
         me.dispatch(outs);
+        let alone = me.gossip().active().is_empty();
+        match (alone, alone_since) {
+            (false, _) => alone_since = None,
+            (true, None) => alone_since = Some(now),
+            (true, Some(t)) if now.saturating_sub(t) >= REJOIN_AFTER_MS => {
+                alone_since = Some(now);
+                for addr in me.bootstrap.clone() {
+                    let net = net.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = net.connect(addr).await {
+                            tracing::debug!(%addr, error = %e, "discovery: rejoin dial failed");
+                        }
+                    });
+                }
+            }
+            (true, Some(_)) => {}
+        }
     }
+}
+
+/// Longest the timer task sleeps without checking for work.
+const MAX_SLEEP_MS: u64 = 500;
+/// Shortest sleep (coalesces bursts of wake-ups).
+const MIN_SLEEP_MS: u64 = 5;
+/// How long a node without active peers waits before dialling its
+/// bootstrap addresses again.
+const REJOIN_AFTER_MS: u64 = 5_000;
+/// How long a released connection stays open for queued messages.
+const RELEASE_GRACE: Duration = Duration::from_millis(500);
+
+/// Whether handling `msg` may verify records (and so belongs on the
+/// blocking pool).
+fn carries_records(msg: &DiscoveryMsg) -> bool {
+    let DiscoveryMsg::V1(m) = msg;
+    matches!(
+        m,
+        DiscoveryV1::Push { .. }
+            | DiscoveryV1::Join { .. }
+            | DiscoveryV1::ForwardJoin { .. }
+            | DiscoveryV1::Neighbor { .. }
+    )
 }
 
 /// The catalog as the transport's address book.

@@ -1,70 +1,103 @@
-//! Push-pull gossip of signed peer records, as a state machine without I/O.
+//! Discovery's protocol as one state machine without I/O: HyParView
+//! membership, eager push of records along the active view with bucketed
+//! anti-entropy behind it, and SWIM-style failure detection.
 //!
 //! [`Gossip`] is fed `(now, input)` by the transport and answers with
-//! [`Out`]puts: messages to send, catalog events, peers to dial. It never
-//! touches a socket or a clock.
+//! [`Out`]puts: messages to send, catalog events, peers to dial, connections
+//! to hold or let go. It never touches a socket or a clock.
 //!
 //! ```text
-//! DiscoveryMsg (postcard, one per frame, on a Discovery/1 stream)
-//!   varint 0 = V1, then DiscoveryV1:
-//!     varint 0  Digest   entries:  varint n ≤ 1536, n × (node id 32 B, version varint u64)
-//!     varint 1  Records  records:  varint n ≤ 64,   n × SignedRecord (see record.rs)
-//!     varint 2  Want     node_ids: varint n ≤ 256,  n × node id 32 B
-//!     varint 3  Depart   record:   SignedRecord of a departing PeerRecord
-//!
-//! one exchange (A picked B this round, or A < B just connected)
-//!   A ── Digest{everything A holds, A itself included} ──▶ B
-//!   A ◀── Records{what A lacks or holds older} ───────────  B
-//!   A ◀── Want{ids B lacks or holds older} ────────────────  B   (if any)
-//!   A ── Records{those} ──────────────────────────────────▶ B
+//! DiscoveryMsg (postcard, one per frame, on a Discovery/1 stream): V1 =
+//!   Join{record}            new node → its contact (the first peer it reaches)
+//!   ForwardJoin{record,ttl} the contact's random walks announcing the joiner
+//!   Neighbor{high,record}   "take me into your active view" (high: I have none)
+//!   NeighborReply{accepted}
+//!   Disconnect              "you left my active view"
+//!   Shuffle{ids} / ShuffleReply{ids}      passive-view exchange (≤ 16 ids)
+//!   Push{records, failed}   new or newer records and failure notices (eager)
+//!   Summary{buckets}        256 bucket hashes of the sender's catalog (2 KiB)
+//!   Buckets{buckets,entries} (id, rank) of every entry in buckets that differ
+//!   Want{node_ids}          "send me these"
+//!   Ping{seq} / Ack{seq} / PingReq{target,seq}   failure detection
 //! ```
 //!
-//! At the default bounds a Digest is at most 1536 × 42 B ≈ 63 KiB and a
-//! Records message is cut to `max_message_bytes`, so every message fits the
-//! default 64 KiB frame.
+//! # Membership (HyParView)
+//!
+//! A node keeps at most `active_size` peers in its active view (connections
+//! held open, gossip goes only there) and `passive_size` in its passive view
+//! (known, verified, reachable). A joiner sends `Join` to the first peer it
+//! reaches; that contact takes it in and starts `ForwardJoin` random walks of
+//! `arwl` hops through its active peers; the node where a walk ends takes the
+//! joiner into its active view, nodes `prwl` hops before the end into their
+//! passive view. A full active view drops a random peer into the passive view
+//! (`Disconnect`). When an active peer fails or leaves, a passive peer is
+//! promoted (`Neighbor`, high priority when the active view is empty, so it
+//! cannot be refused). Every `shuffle_interval` a node swaps a sample of its
+//! views with an active peer, so passive views stay fresh.
+//!
+//! # Dissemination
+//!
+//! A record (or failure notice) that changes the catalog is pushed at once to
+//! every active peer but the one it came from: a flood over a bounded-degree
+//! random graph, so it reaches everyone in about log(n) hops, each node
+//! receiving it at most `active_size` times. Behind it, every
+//! `sync_interval` a node sends an active peer its catalog [`Summary`] (256
+//! bucket hashes: 2 KiB at any network size); the peer answers with the
+//! entries of the buckets that differ, and each side then pushes what the
+//! other lacks and wants what it lacks. A node that missed pushes, or just
+//! joined, catches up this way.
+//!
+//! # Failure detection (SWIM)
+//!
+//! Every `probe_interval` a node pings the next active peer in turn. Without
+//! an `Ack` within `probe_timeout` it asks `indirect_probes` other active
+//! peers to ping it (`PingReq`); without any ack by the end of the period
+//! the peer is *suspected*. Any message from it clears the suspicion; after
+//! `suspicion_timeout` without one it is declared failed: it leaves the
+//! views, and a failure notice for its current record version spreads like a
+//! record. A node that hears a failure notice about itself *refutes* it by
+//! signing a newer record, which outranks the notice everywhere. So a slow
+//! node (acks late but within the suspicion timeout) is never removed, and a
+//! hostile admitted peer can make a live node's record flap but not remove
+//! it. Records also carry a time to live (`record_ttl`), refreshed by their
+//! owner every `refresh_interval`, as a backstop that needs no detector.
 //!
 //! # Trust
 //!
-//! Admission (RA-TLS verdict and JWT ticket) happens in the transport before a
-//! peer is ever passed to [`Gossip::on_connected`], so only admitted peers'
-//! messages reach [`Gossip::on_message`]. Records those peers relay about
-//! third parties are stored only after their signature verifies under the
-//! third party's own key ([`SignedRecord::verify`]); records that fail are
-//! dropped and counted, never stored and so never relayed. A third party
-//! learned this way is only *connected* after the transport admits it in its
-//! own handshake ([`Out::Connect`] is a request, not trust). A departure is a
-//! signed record of the departing node, so it cannot be forged either.
-//!
-//! # Liveness
-//!
-//! Each node re-signs its record every `refresh_interval` (a higher version);
-//! a peer is forgotten ([`DepartReason::Expired`](super::DepartReason)) when
-//! neither a connection to it nor a record it issued within
-//! `peer_ttl + max_skew` vouches for it. Records older than that are dropped
-//! on arrival, so a dead node cannot be kept alive by gossip.
+//! Only admitted peers reach [`Gossip::on_message`]. Records are stored and
+//! relayed only after [`RecordVerifier::verify`] passes (the owner's
+//! signature and its ticket), so an admitted peer cannot invent identities or
+//! make nodes dial addresses of its choosing: [`Out::Connect`] only ever names
+//! addresses from verified records, and a node it names is admitted by the
+//! transport in its own handshake.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tessella_attestation::identity::{NetworkId, NodeId};
 use tessella_attestation::ratls::RatlsIdentity;
 
-use super::catalog::{Catalog, CatalogEvent};
-use super::record::{wire_id, PeerRecord, RecordError, SignedRecord};
+use super::catalog::{record_rank, Catalog, CatalogEvent, Repair, BUCKETS};
+use super::record::{wire_id, PeerRecord, RecordError, SignedRecord, VerifiedRecord};
+use super::view::{Rng, Views};
 
-/// Most entries in a [`DiscoveryV1::Digest`].
-pub const MAX_DIGEST_ENTRIES: usize = 1536;
-/// Most records in a [`DiscoveryV1::Records`].
+/// Most ids in a `Shuffle` or `ShuffleReply`.
+pub const MAX_SHUFFLE_IDS: usize = 16;
+/// Most records in a `Push`.
 pub const MAX_RECORDS_PER_MSG: usize = 64;
-/// Most ids in a [`DiscoveryV1::Want`].
-pub const MAX_WANT: usize = 256;
-/// Largest catalog a [`Gossip`] keeps, so that its digest (live peers,
-/// tombstones up to half as many, itself) stays within [`MAX_DIGEST_ENTRIES`].
-pub const MAX_CATALOG_ENTRIES: usize = 1022;
+/// Most failure notices in a `Push`.
+pub const MAX_FAILURES_PER_MSG: usize = 256;
+/// Most entries in a `Buckets` answer (about 64 KiB).
+pub const MAX_BUCKET_ENTRIES: usize = 1500;
+/// Most ids in a `Want`.
+pub const MAX_WANT: usize = 1024;
 /// Smallest message budget (a maximal signed record is about 8.6 KiB).
 pub const MIN_MESSAGE_BYTES: usize = 16 * 1024;
+/// Most indirect probes this node runs for others at once.
+pub const MAX_RELAYS: usize = 32;
 
 /// A discovery message. Versioned: a later protocol adds `V2`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,35 +106,91 @@ pub enum DiscoveryMsg {
     V1(DiscoveryV1),
 }
 
-/// Version 1 of the discovery protocol.
+/// Version 1 of the discovery protocol; see the module docs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DiscoveryV1 {
-    /// "What I hold": the sender's node id and version for every node it
-    /// knows (departed ones included), itself included. The receiver answers
-    /// with the records the sender lacks and asks for those it lacks.
-    Digest {
-        /// `(node id, version)` pairs.
+    /// A new node asks its contact to take it in; carries its record.
+    Join {
+        /// The joiner's signed record.
+        record: SignedRecord,
+    },
+    /// A random walk announcing a joiner.
+    ForwardJoin {
+        /// The joiner's signed record.
+        record: SignedRecord,
+        /// Hops left.
+        ttl: u8,
+    },
+    /// "Take me into your active view."
+    Neighbor {
+        /// Sent when the sender's active view is empty: not refused.
+        high: bool,
+        /// The sender's signed record.
+        record: SignedRecord,
+    },
+    /// The answer to `Neighbor` (and to `Join`).
+    NeighborReply {
+        /// Whether the sender took us in.
+        accepted: bool,
+    },
+    /// "You left my active view."
+    Disconnect,
+    /// A sample of the sender's views.
+    Shuffle {
+        /// Node ids.
+        #[serde(with = "wire_id::nodes")]
+        ids: Vec<NodeId>,
+    },
+    /// A sample of the receiver's passive view, in return.
+    ShuffleReply {
+        /// Node ids.
+        #[serde(with = "wire_id::nodes")]
+        ids: Vec<NodeId>,
+    },
+    /// Records and failure notices the receiver may not have.
+    Push {
+        /// Signed records, each verified by the receiver on its own.
+        records: Vec<SignedRecord>,
+        /// `(node id, record version)` found unresponsive.
+        #[serde(with = "wire_id::versions")]
+        failed: Vec<(NodeId, u64)>,
+    },
+    /// The sender's catalog summary: [`BUCKETS`] hashes.
+    Summary {
+        /// Bucket hashes.
+        buckets: Vec<u64>,
+    },
+    /// Every entry the sender holds in buckets that differed.
+    Buckets {
+        /// The buckets covered (complete).
+        buckets: Vec<u8>,
+        /// `(node id, rank)` of each entry in them.
         #[serde(with = "wire_id::versions")]
         entries: Vec<(NodeId, u64)>,
     },
-    /// Signed records, pushed or in answer to a digest or a want.
-    Records {
-        /// The records, each verified by the receiver on its own.
-        records: Vec<SignedRecord>,
-    },
-    /// "Send me these": the records of nodes the receiver's digest listed
-    /// newer than the sender holds.
+    /// "Send me these."
     Want {
         /// The wanted nodes.
         #[serde(with = "wire_id::nodes")]
         node_ids: Vec<NodeId>,
     },
-    /// A node's graceful departure: its own signed record with `departing`
-    /// set and a higher version than any it issued before. Relayed once by
-    /// every node it is news to.
-    Depart {
-        /// The departure.
-        record: SignedRecord,
+    /// Are you alive?
+    Ping {
+        /// Echoed in the ack.
+        seq: u64,
+    },
+    /// Alive (directly, or relayed for a `PingReq`).
+    Ack {
+        /// The ping's sequence number.
+        seq: u64,
+    },
+    /// "Ping `target` for me and relay its ack."
+    PingReq {
+        /// The node to probe.
+        #[serde(with = "wire_id::node")]
+        target: NodeId,
+        /// The requester's sequence number.
+        seq: u64,
     },
 }
 
@@ -146,145 +235,182 @@ impl DiscoveryMsg {
         Ok(msg)
     }
 
-    /// Check list bounds.
+    /// Check every list against its bound.
     pub fn check_bounds(&self) -> Result<(), MsgError> {
-        let (what, len, max) = match self {
-            DiscoveryMsg::V1(DiscoveryV1::Digest { entries }) => {
-                ("digest entries", entries.len(), MAX_DIGEST_ENTRIES)
+        let DiscoveryMsg::V1(m) = self;
+        let checks: &[(&'static str, usize, usize)] = match m {
+            DiscoveryV1::Shuffle { ids } | DiscoveryV1::ShuffleReply { ids } => {
+                &[("shuffle ids", ids.len(), MAX_SHUFFLE_IDS)]
             }
-            DiscoveryMsg::V1(DiscoveryV1::Records { records }) => {
-                ("records", records.len(), MAX_RECORDS_PER_MSG)
-            }
-            DiscoveryMsg::V1(DiscoveryV1::Want { node_ids }) => {
-                ("wanted ids", node_ids.len(), MAX_WANT)
-            }
-            DiscoveryMsg::V1(DiscoveryV1::Depart { .. }) => return Ok(()),
+            DiscoveryV1::Push { records, failed } => &[
+                ("records", records.len(), MAX_RECORDS_PER_MSG),
+                ("failure notices", failed.len(), MAX_FAILURES_PER_MSG),
+            ],
+            DiscoveryV1::Summary { buckets } => &[("summary buckets", buckets.len(), BUCKETS)],
+            DiscoveryV1::Buckets { buckets, entries } => &[
+                ("buckets", buckets.len(), BUCKETS),
+                ("bucket entries", entries.len(), MAX_BUCKET_ENTRIES),
+            ],
+            DiscoveryV1::Want { node_ids } => &[("wanted ids", node_ids.len(), MAX_WANT)],
+            _ => &[],
         };
-        if len > max {
-            return Err(MsgError::TooMany { what, len, max });
+        for (what, len, max) in checks {
+            if len > max {
+                return Err(MsgError::TooMany {
+                    what,
+                    len: *len,
+                    max: *max,
+                });
+            }
         }
         Ok(())
     }
 }
 
-/// What [`Gossip`] asks its driver to do.
+/// What the transport must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Out {
-    /// Send `msg` to the connected peer `to`.
+    /// Send `msg` to `to` (drop it if the peer is gone or its queue is full:
+    /// the protocol repairs loss).
     Send {
-        /// An admitted, connected peer.
+        /// The peer.
         to: NodeId,
         /// The message.
         msg: DiscoveryMsg,
     },
-    /// Tell subscribers the catalog changed.
+    /// Publish a catalog event.
     Event(CatalogEvent),
-    /// Dial this peer if not connected or dialing already. The connection
-    /// must pass admission like any other, and the transport must check that
-    /// the admitted peer's node id is `node_id`.
+    /// Dial `node_id` at `addrs` (from its verified record) unless connected
+    /// or dialling; report the outcome with [`Gossip::on_connected`] or
+    /// [`Gossip::on_connect_failed`].
     Connect {
-        /// The peer to dial.
+        /// The node.
         node_id: NodeId,
-        /// Its published addresses.
+        /// Its addresses.
         addrs: Vec<SocketAddr>,
     },
+    /// `node_id` entered the active view: hold its connection open.
+    Keep(NodeId),
+    /// `node_id` left the active view: its connection may close unless
+    /// something else holds it.
+    Release(NodeId),
 }
 
-/// What this node publishes about itself.
+/// Checks a signed record before it is stored or relayed: the owner's
+/// signature and everything bound to it (network, time, ticket).
+pub trait RecordVerifier: Send + Sync + std::fmt::Debug {
+    /// Verify `signed` at `now_ms`. (Shared: a simulator verifies each
+    /// distinct record once for all its nodes.)
+    fn verify(
+        &self,
+        signed: &SignedRecord,
+        now_ms: u64,
+    ) -> Result<Arc<VerifiedRecord>, RecordError>;
+    /// When `record`'s ticket stops vouching for it, Unix seconds.
+    fn expires(&self, record: &VerifiedRecord) -> u64;
+}
+
+/// What this node says about itself (its record's contents).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalInfo {
-    /// Addresses peers can dial.
+    /// Where it accepts connections.
     pub addrs: Vec<SocketAddr>,
-    /// Tags.
+    /// Its tags.
     pub tags: Vec<[u8; 32]>,
-    /// Offered streams and groups.
+    /// Offered services.
     pub services: Vec<String>,
     /// Software name and version.
     pub software: String,
 }
 
-/// Gossip tuning.
+/// Protocol settings.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GossipConfig {
     /// The network records must belong to.
     pub network: NetworkId,
-    /// Time between gossip rounds. Default 1 s.
-    pub interval: Duration,
-    /// Connected peers sent our digest each round. Default 3, at least 1.
-    pub fanout: usize,
-    /// A peer not refreshed for this long (plus `max_skew`) is forgotten.
-    /// Default 30 s.
-    pub peer_ttl: Duration,
-    /// Our record is re-signed this often; at most `peer_ttl / 2`.
-    /// Default 10 s.
+    /// Active view size (connections kept for gossip).
+    pub active_size: usize,
+    /// Passive view size.
+    pub passive_size: usize,
+    /// Active random walk length (`ForwardJoin` hops).
+    pub arwl: u8,
+    /// Passive random walk length: where a walk adds the joiner as passive.
+    pub prwl: u8,
+    /// Time between SWIM probes.
+    pub probe_interval: Duration,
+    /// How long a direct ping waits before indirect probes.
+    pub probe_timeout: Duration,
+    /// Peers asked to probe indirectly.
+    pub indirect_probes: usize,
+    /// How long a suspected peer has to show life.
+    pub suspicion_timeout: Duration,
+    /// Time between passive-view shuffles.
+    pub shuffle_interval: Duration,
+    /// Time between anti-entropy exchanges.
+    pub sync_interval: Duration,
+    /// How often the owner re-signs its record.
     pub refresh_interval: Duration,
-    /// Tolerated clock difference between nodes. Default 10 s.
+    /// How long a record stays valid without a newer one.
+    pub record_ttl: Duration,
+    /// Clock skew tolerated on record times.
     pub max_skew: Duration,
-    /// Most live peers in the catalog; at most [`MAX_CATALOG_ENTRIES`].
-    /// Default 512.
+    /// Most live peers in the catalog.
     pub max_entries: usize,
-    /// Ask the transport to dial peers we learn about. Default true.
-    pub auto_connect: bool,
-    /// Stop asking for dials once connected plus dialing peers reach this.
-    /// Default 64.
-    pub max_connections: usize,
-    /// Ask again for a dial that has not produced a connection after this
-    /// long. Default 5 s.
-    pub redial_after: Duration,
-    /// Byte budget of one Records message; at least [`MIN_MESSAGE_BYTES`].
-    /// Default 60 KiB (under the default 64 KiB frame).
+    /// How long a dial or a neighbour request may take.
+    pub connect_timeout: Duration,
+    /// Time between attempts to reach a node declared failed (how a healed
+    /// partition comes back together, as Serf's reconnect does).
+    pub reconnect_interval: Duration,
+    /// Largest message, bytes (records are cut into messages within it).
     pub max_message_bytes: usize,
 }
 
 impl GossipConfig {
-    /// Defaults for `network`.
+    /// Defaults for `network`: views of 6 and 30, probes every second,
+    /// suspicion for 5 s, records refreshed every 10 minutes, valid 1 hour.
     pub fn new(network: NetworkId) -> GossipConfig {
         GossipConfig {
             network,
-            interval: Duration::from_secs(1),
-            fanout: 3,
-            peer_ttl: Duration::from_secs(30),
-            refresh_interval: Duration::from_secs(10),
+            active_size: 6,
+            passive_size: 30,
+            arwl: 6,
+            prwl: 3,
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(400),
+            indirect_probes: 2,
+            suspicion_timeout: Duration::from_secs(5),
+            shuffle_interval: Duration::from_secs(10),
+            sync_interval: Duration::from_secs(2),
+            refresh_interval: Duration::from_secs(600),
+            record_ttl: Duration::from_secs(3600),
             max_skew: Duration::from_secs(10),
-            max_entries: 512,
-            auto_connect: true,
-            max_connections: 64,
-            redial_after: Duration::from_secs(5),
+            max_entries: 10_000,
+            connect_timeout: Duration::from_secs(5),
+            reconnect_interval: Duration::from_secs(10),
             max_message_bytes: 60 * 1024,
         }
     }
 
     fn normalized(mut self) -> GossipConfig {
-        if self.max_entries > MAX_CATALOG_ENTRIES {
-            tracing::warn!(
-                requested = self.max_entries,
-                max = MAX_CATALOG_ENTRIES,
-                "discovery: catalog capacity lowered so a digest fits one frame"
-            );
-        }
-        if self.max_message_bytes < MIN_MESSAGE_BYTES {
-            tracing::warn!(
-                requested = self.max_message_bytes,
-                min = MIN_MESSAGE_BYTES,
-                "discovery: message budget raised to fit one maximal record; frames must allow it"
-            );
-        }
-        self.fanout = self.fanout.max(1);
-        self.max_entries = self.max_entries.clamp(1, MAX_CATALOG_ENTRIES);
-        self.refresh_interval = self.refresh_interval.min(self.peer_ttl / 2);
+        self.active_size = self.active_size.max(1);
+        self.passive_size = self.passive_size.max(1);
+        self.prwl = self.prwl.min(self.arwl);
+        self.max_entries = self.max_entries.max(1);
+        self.refresh_interval = self.refresh_interval.min(self.record_ttl / 2);
         self.max_message_bytes = self.max_message_bytes.max(MIN_MESSAGE_BYTES);
+        self.probe_timeout = self.probe_timeout.min(self.probe_interval);
         self
     }
 }
 
-/// Counters, for metrics.
+/// Counters, for metrics and the simulator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GossipStats {
-    /// Messages handled.
+    /// Messages received.
     pub messages_in: u64,
-    /// Messages emitted.
+    /// Messages sent.
     pub messages_out: u64,
     /// Records received.
     pub records_in: u64,
@@ -292,33 +418,88 @@ pub struct GossipStats {
     pub records_out: u64,
     /// Records that changed the catalog.
     pub records_applied: u64,
-    /// Records already held at that version or newer (not verified again).
+    /// Records already known (or older).
     pub records_duplicate: u64,
-    /// Records that failed verification: dropped, never stored or relayed.
+    /// Records that failed verification.
     pub records_invalid: u64,
-    /// Valid records too old to vouch for a live node.
+    /// Records older than their time to live.
     pub records_stale: u64,
-    /// List entries dropped from over-long messages.
-    pub truncated: u64,
-    /// Dials requested.
+    /// Failure notices that changed the catalog.
+    pub failures_applied: u64,
+    /// Peers this node declared failed.
+    pub failures_declared: u64,
+    /// Peers this node suspected.
+    pub suspicions: u64,
+    /// Failure notices about this node that it refuted.
+    pub refutations: u64,
+    /// Dials asked of the transport.
     pub connects_requested: u64,
+    /// List entries dropped for exceeding a bound.
+    pub truncated: u64,
 }
 
-/// The discovery protocol state of one node. See the module docs for the
-/// protocol and [`crate::discovery`] for how a transport drives it.
+/// A neighbour request in flight.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    high: bool,
+    at_ms: u64,
+    /// Waiting for the transport to connect (else for the reply).
+    connecting: bool,
+    /// This is our join through a contact.
+    join: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    target: NodeId,
+    seq: u64,
+    sent_ms: u64,
+    indirect: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Relay {
+    requester: NodeId,
+    seq: u64,
+    target: NodeId,
+    at_ms: u64,
+    sent: bool,
+}
+
+/// Per-peer pushes collected during one input, sent when it ends.
+#[derive(Debug, Default)]
+struct PushQueue {
+    records: Vec<SignedRecord>,
+    failed: Vec<(NodeId, u64)>,
+}
+
+/// The discovery protocol of one node; see the module docs.
 #[derive(Debug)]
 pub struct Gossip {
     config: GossipConfig,
+    verifier: Arc<dyn RecordVerifier>,
     identity: RatlsIdentity,
     local: LocalInfo,
     own: PeerRecord,
     own_signed: SignedRecord,
     own_issued_ms: u64,
     catalog: Catalog,
+    views: Views,
     connected: BTreeSet<NodeId>,
-    dialing: BTreeMap<NodeId, u64>,
-    rng: u64,
-    next_round_ms: u64,
+    pending: BTreeMap<NodeId, Pending>,
+    joined: bool,
+    probe: Option<Probe>,
+    probe_cursor: usize,
+    suspects: BTreeMap<NodeId, u64>,
+    relays: BTreeMap<u64, Relay>,
+    seq: u64,
+    rng: Rng,
+    next_probe_ms: u64,
+    next_shuffle_ms: u64,
+    next_sync_ms: u64,
+    next_purge_ms: u64,
+    next_reconnect_ms: u64,
+    push: BTreeMap<NodeId, PushQueue>,
     departed: bool,
     stats: GossipStats,
 }
@@ -328,13 +509,12 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Gossip {
-    /// A node publishing `local`, signing with `identity` (the RA-TLS key;
-    /// renewing the certificate keeps the key, so this stays valid), at
-    /// `now_ms` (Unix milliseconds, like every `now_ms` below).
+    /// A node with `identity`, saying `local` about itself, at `now_ms`.
     pub fn new(
         identity: RatlsIdentity,
         local: LocalInfo,
         config: GossipConfig,
+        verifier: Arc<dyn RecordVerifier>,
         now_ms: u64,
     ) -> Result<Gossip, RecordError> {
         let config = config.normalized();
@@ -353,18 +533,39 @@ impl Gossip {
         let own_signed = SignedRecord::sign(&own, &identity)?;
         let mut seed = [0u8; 8];
         seed.copy_from_slice(&me.0[..8]);
+        let seed = u64::from_le_bytes(seed);
+        let mut rng = Rng::new(seed);
+        // Spread periodic work so nodes started together do not act in step.
+        let jitter = |rng: &mut Rng, d: Duration| rng.next_u64() % ms(d).max(1);
+        let next_probe_ms = now_ms + jitter(&mut rng, config.probe_interval);
+        let next_shuffle_ms = now_ms + jitter(&mut rng, config.shuffle_interval);
+        let next_sync_ms = now_ms + jitter(&mut rng, config.sync_interval);
+        let reconnect = config.reconnect_interval;
         Ok(Gossip {
             catalog: Catalog::new(me, config.max_entries),
+            views: Views::new(me, config.active_size, config.passive_size),
             config,
+            verifier,
             identity,
             local,
             own,
             own_signed,
             own_issued_ms: now_ms,
             connected: BTreeSet::new(),
-            dialing: BTreeMap::new(),
-            rng: u64::from_le_bytes(seed),
-            next_round_ms: now_ms,
+            pending: BTreeMap::new(),
+            joined: false,
+            probe: None,
+            probe_cursor: 0,
+            suspects: BTreeMap::new(),
+            relays: BTreeMap::new(),
+            seq: seed,
+            rng,
+            next_probe_ms,
+            next_shuffle_ms,
+            next_sync_ms,
+            next_purge_ms: now_ms,
+            next_reconnect_ms: now_ms + ms(reconnect),
+            push: BTreeMap::new(),
             departed: false,
             stats: GossipStats::default(),
         })
@@ -375,32 +576,47 @@ impl Gossip {
         self.own.node_id
     }
 
-    /// The verified peers known.
+    /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
 
-    /// Our current record.
+    /// This node's current record.
     pub fn own_record(&self) -> &PeerRecord {
         &self.own
     }
 
-    /// Our current record, signed.
+    /// This node's current record, signed.
     pub fn own_signed(&self) -> &SignedRecord {
         &self.own_signed
     }
 
-    /// Peers the transport reported connected.
+    /// The active view.
+    pub fn active(&self) -> Vec<NodeId> {
+        self.views.active()
+    }
+
+    /// The passive view.
+    pub fn passive(&self) -> &[NodeId] {
+        self.views.passive()
+    }
+
+    /// Peers currently suspected.
+    pub fn suspects(&self) -> impl Iterator<Item = &NodeId> {
+        self.suspects.keys()
+    }
+
+    /// Peers the transport reports connected.
     pub fn connected(&self) -> impl Iterator<Item = &NodeId> {
         self.connected.iter()
     }
 
-    /// Whether [`Gossip::depart`] was called.
+    /// Whether this node has left.
     pub fn is_departed(&self) -> bool {
         self.departed
     }
 
-    /// The configuration in effect (after clamping).
+    /// Settings in force.
     pub fn config(&self) -> &GossipConfig {
         &self.config
     }
@@ -410,8 +626,7 @@ impl Gossip {
         self.stats
     }
 
-    /// When [`Gossip::on_tick`] next has work to do (Unix ms), or `None` after
-    /// departure.
+    /// When [`Gossip::on_tick`] next has work to do (node ms).
     pub fn poll_timeout(&self) -> Option<u64> {
         if self.departed {
             return None;
@@ -419,34 +634,110 @@ impl Gossip {
         let refresh = self
             .own_issued_ms
             .saturating_add(ms(self.config.refresh_interval));
-        Some(self.next_round_ms.min(refresh))
+        let probe = self.probe.map_or(u64::MAX, |p| {
+            p.sent_ms.saturating_add(ms(if p.indirect {
+                self.config.probe_interval
+            } else {
+                self.config.probe_timeout
+            }))
+        });
+        Some(
+            [
+                refresh,
+                probe,
+                self.next_probe_ms,
+                self.next_shuffle_ms,
+                self.next_sync_ms,
+                self.next_purge_ms,
+            ]
+            .into_iter()
+            .min()
+            .unwrap_or(u64::MAX),
+        )
     }
 
-    fn ttl(&self) -> Duration {
-        self.config.peer_ttl + self.config.max_skew
-    }
-
-    /// An admitted peer is connected. The lower node id of the pair starts an
-    /// exchange, so both sides learn each other's catalogs.
+    /// An admitted connection to `peer` is up.
     pub fn on_connected(&mut self, peer: NodeId, now_ms: u64) -> Vec<Out> {
         let mut out = Vec::new();
         if self.departed || peer == self.node_id() {
             return out;
         }
         self.connected.insert(peer);
-        self.dialing.remove(&peer);
-        self.catalog.touch(&peer, now_ms);
-        if self.node_id() < peer {
-            let entries = self.digest_entries();
-            self.send(&mut out, peer, DiscoveryV1::Digest { entries });
+        if let Some(p) = self.pending.get_mut(&peer) {
+            if p.connecting {
+                p.connecting = false;
+                p.at_ms = now_ms;
+                let high = p.high;
+                let record = self.own_signed.clone();
+                self.send(&mut out, peer, DiscoveryV1::Neighbor { high, record });
+            }
+        } else if !self.joined
+            && self.views.active_len() == 0
+            && !self.pending.values().any(|p| p.join)
+        {
+            // Our first peer: it is our contact.
+            self.pending.insert(
+                peer,
+                Pending {
+                    high: true,
+                    at_ms: now_ms,
+                    connecting: false,
+                    join: true,
+                },
+            );
+            let record = self.own_signed.clone();
+            self.send(&mut out, peer, DiscoveryV1::Join { record });
         }
+        let waiting: Vec<u64> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| r.target == peer && !r.sent)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in waiting {
+            if let Some(r) = self.relays.get_mut(&seq) {
+                r.sent = true;
+            }
+            self.send(&mut out, peer, DiscoveryV1::Ping { seq });
+        }
+        self.flush(&mut out);
         out
     }
 
-    /// The connection to `peer` is gone. The peer stays in the catalog until
-    /// it expires or departs.
-    pub fn on_disconnected(&mut self, peer: NodeId) {
+    /// A dial asked for with [`Out::Connect`] failed.
+    pub fn on_connect_failed(&mut self, peer: NodeId, now_ms: u64) -> Vec<Out> {
+        let mut out = Vec::new();
+        if self.pending.get(&peer).is_some_and(|p| p.connecting) {
+            self.pending.remove(&peer);
+            self.views.remove_passive(&peer);
+            self.repair(now_ms, &mut out);
+        }
+        self.relays.retain(|_, r| r.target != peer || r.sent);
+        self.flush(&mut out);
+        out
+    }
+
+    /// The connection to `peer` closed.
+    pub fn on_disconnected(&mut self, peer: NodeId, now_ms: u64) -> Vec<Out> {
+        let mut out = Vec::new();
         self.connected.remove(&peer);
+        self.suspects.remove(&peer);
+        if self.probe.is_some_and(|p| p.target == peer) {
+            self.probe = None;
+        }
+        if self.departed {
+            return out;
+        }
+        self.pending.remove(&peer);
+        if self.views.remove_active(&peer) {
+            // It may come back (a restart, a network blip): keep it passive;
+            // a failed dial forgets it.
+            self.views.add_passive(peer, &mut self.rng);
+            out.push(Out::Release(peer));
+            self.repair(now_ms, &mut out);
+        }
+        self.flush(&mut out);
+        out
     }
 
     /// A message from the admitted peer `from`.
@@ -456,120 +747,150 @@ impl Gossip {
             return out;
         }
         self.stats.messages_in += 1;
-        self.catalog.touch(&from, now_ms);
+        // Any message is a sign of life.
+        self.suspects.remove(&from);
+        let DiscoveryMsg::V1(msg) = msg;
         match msg {
-            DiscoveryMsg::V1(DiscoveryV1::Digest { mut entries }) => {
-                self.truncate(&mut entries, MAX_DIGEST_ENTRIES);
-                self.on_digest(from, &entries, &mut out);
+            DiscoveryV1::Join { record } => self.on_join(from, record, now_ms, &mut out),
+            DiscoveryV1::ForwardJoin { record, ttl } => {
+                self.on_forward_join(from, record, ttl, now_ms, &mut out)
             }
-            DiscoveryMsg::V1(DiscoveryV1::Records { mut records }) => {
-                self.truncate(&mut records, MAX_RECORDS_PER_MSG);
-                for record in records {
-                    self.ingest(from, record, now_ms, false, &mut out);
+            DiscoveryV1::Neighbor { high, record } => {
+                self.on_neighbor(from, high, record, now_ms, &mut out)
+            }
+            DiscoveryV1::NeighborReply { accepted } => {
+                self.on_neighbor_reply(from, accepted, now_ms, &mut out)
+            }
+            DiscoveryV1::Disconnect => {
+                if self.views.remove_active(&from) {
+                    self.views.add_passive(from, &mut self.rng);
+                    out.push(Out::Release(from));
+                    self.repair(now_ms, &mut out);
                 }
             }
-            DiscoveryMsg::V1(DiscoveryV1::Want { mut node_ids }) => {
-                self.truncate(&mut node_ids, MAX_WANT);
-                let wanted: BTreeSet<NodeId> = node_ids.into_iter().collect();
-                let me = self.node_id();
-                let records = wanted
-                    .iter()
-                    .filter_map(|id| {
-                        if *id == me {
-                            Some(self.own_signed.clone())
-                        } else {
-                            self.catalog.signed_record(id).cloned()
-                        }
-                    })
-                    .collect();
-                self.send_records(&mut out, from, records);
+            DiscoveryV1::Shuffle { mut ids } => {
+                self.truncate(&mut ids, MAX_SHUFFLE_IDS);
+                let reply = self.rng.sample(self.views.passive(), ids.len());
+                self.send(&mut out, from, DiscoveryV1::ShuffleReply { ids: reply });
+                self.integrate(&ids);
             }
-            DiscoveryMsg::V1(DiscoveryV1::Depart { record }) => {
-                if let Some(departed) = self.ingest(from, record.clone(), now_ms, true, &mut out) {
-                    // News to us: pass it on once.
-                    let targets: Vec<NodeId> = self
-                        .connected
-                        .iter()
-                        .filter(|p| **p != from && **p != departed)
-                        .copied()
-                        .collect();
-                    for to in targets {
-                        self.send(
-                            &mut out,
-                            to,
-                            DiscoveryV1::Depart {
-                                record: record.clone(),
-                            },
-                        );
+            DiscoveryV1::ShuffleReply { mut ids } => {
+                self.truncate(&mut ids, MAX_SHUFFLE_IDS);
+                self.integrate(&ids);
+            }
+            DiscoveryV1::Push {
+                mut records,
+                mut failed,
+            } => {
+                self.truncate(&mut records, MAX_RECORDS_PER_MSG);
+                self.truncate(&mut failed, MAX_FAILURES_PER_MSG);
+                for record in records {
+                    self.ingest(Some(from), record, now_ms, &mut out);
+                }
+                for (id, version) in failed {
+                    self.on_failure_notice(Some(from), id, version, now_ms, &mut out);
+                }
+            }
+            DiscoveryV1::Summary { buckets } => self.on_summary(from, &buckets, &mut out),
+            DiscoveryV1::Buckets {
+                mut buckets,
+                mut entries,
+            } => {
+                self.truncate(&mut buckets, BUCKETS);
+                self.truncate(&mut entries, MAX_BUCKET_ENTRIES);
+                self.on_buckets(from, &buckets, &entries, now_ms, &mut out);
+            }
+            DiscoveryV1::Want { mut node_ids } => {
+                self.truncate(&mut node_ids, MAX_WANT);
+                let me = self.node_id();
+                let wanted: BTreeSet<NodeId> = node_ids.into_iter().collect();
+                for id in wanted {
+                    if id == me {
+                        let own = self.own_signed.clone();
+                        self.queue_record(from, own);
+                    } else if let Some(r) = self.catalog.repair(&id) {
+                        self.queue_repair(from, r);
                     }
                 }
             }
+            DiscoveryV1::Ping { seq } => self.send(&mut out, from, DiscoveryV1::Ack { seq }),
+            DiscoveryV1::Ack { seq } => {
+                if let Some(p) = self.probe {
+                    if p.seq == seq {
+                        self.suspects.remove(&p.target);
+                        self.probe = None;
+                    }
+                }
+                if let Some(r) = self.relays.remove(&seq) {
+                    if r.target == from {
+                        self.send(&mut out, r.requester, DiscoveryV1::Ack { seq: r.seq });
+                    }
+                }
+            }
+            DiscoveryV1::PingReq { target, seq } => {
+                self.on_ping_req(from, target, seq, now_ms, &mut out)
+            }
         }
+        self.flush(&mut out);
         out
     }
 
-    /// Time passed. Re-signs our record when due, refreshes connected peers,
-    /// purges stale ones, and every `interval` sends our digest to up to
-    /// `fanout` connected peers (chosen by an rng seeded from the node id, so
-    /// runs are reproducible); asks for dials to known, unconnected peers.
+    /// Timers: call when [`Gossip::poll_timeout`] is due (or on a fixed tick).
     pub fn on_tick(&mut self, now_ms: u64) -> Vec<Out> {
         let mut out = Vec::new();
         if self.departed {
             return out;
         }
         if now_ms >= self.own_issued_ms + ms(self.config.refresh_interval) {
-            if let Err(e) = self.reissue(now_ms, false) {
-                tracing::warn!(error = %e, "discovery: could not re-sign our record; peers may forget us");
+            self.refresh(now_ms, &mut out);
+        }
+        if now_ms >= self.next_purge_ms {
+            self.next_purge_ms = now_ms + 1000;
+            let verifier = self.verifier.clone();
+            let ttl = ms(self.config.record_ttl + self.config.max_skew);
+            for event in self.catalog.purge(now_ms, ttl, |r| verifier.expires(r)) {
+                self.views.forget(&event.node_id());
+                out.push(Out::Event(event));
             }
         }
-        for peer in &self.connected {
-            self.catalog.touch(peer, now_ms);
-        }
-        for event in self.catalog.purge(now_ms, self.ttl()) {
-            self.dialing.remove(&event.node_id());
-            out.push(Out::Event(event));
-        }
-        let redial = ms(self.config.redial_after);
-        self.dialing
-            .retain(|_, at| now_ms.saturating_sub(*at) < redial);
-        if now_ms >= self.next_round_ms {
-            self.next_round_ms = now_ms.saturating_add(ms(self.config.interval));
-            let targets = self.pick(self.config.fanout);
-            if !targets.is_empty() {
-                let entries = self.digest_entries();
-                for to in targets {
-                    self.send(
-                        &mut out,
-                        to,
-                        DiscoveryV1::Digest {
-                            entries: entries.clone(),
-                        },
-                    );
-                }
-            }
-        }
-        if self.config.auto_connect {
-            let mut candidates: Vec<(NodeId, Vec<SocketAddr>)> = self
+        self.expire_pending(now_ms, &mut out);
+        self.detect(now_ms, &mut out);
+        self.repair(now_ms, &mut out);
+        if now_ms >= self.next_reconnect_ms {
+            self.next_reconnect_ms = now_ms + ms(self.config.reconnect_interval);
+            let failed: Vec<NodeId> = self
                 .catalog
-                .iter()
-                .filter(|p| !self.connected.contains(&p.record().node_id))
-                .map(|p| (p.record().node_id, p.record().addrs.clone()))
+                .failed()
+                .into_iter()
+                .map(|(id, _)| id)
+                .filter(|id| !self.connected.contains(id) && !self.pending.contains_key(id))
                 .collect();
-            // In a seeded random order, so one unreachable peer does not
-            // starve the others when the dial budget is small.
-            for i in (1..candidates.len()).rev() {
-                let j = (self.next_random() % (i as u64 + 1)) as usize;
-                candidates.swap(i, j);
-            }
-            for (id, addrs) in candidates {
-                self.maybe_connect(id, addrs, now_ms, &mut out);
+            if !failed.is_empty() {
+                let id = failed[self.rng.below(failed.len())];
+                self.request_neighbor(id, true, now_ms, &mut out);
             }
         }
+        if now_ms >= self.next_shuffle_ms {
+            self.next_shuffle_ms = now_ms + ms(self.config.shuffle_interval);
+            if let Some(peer) = self.views.random_active(&mut self.rng, &[]) {
+                let mut ids = self.rng.sample(&self.views.active(), 3);
+                ids.extend(self.rng.sample(self.views.passive(), 4));
+                ids.retain(|id| *id != peer);
+                ids.push(self.node_id());
+                self.send(&mut out, peer, DiscoveryV1::Shuffle { ids });
+            }
+        }
+        if now_ms >= self.next_sync_ms {
+            self.next_sync_ms = now_ms + ms(self.config.sync_interval);
+            if let Some(peer) = self.views.random_active(&mut self.rng, &[]) {
+                self.send_summary(peer, &mut out);
+            }
+        }
+        self.flush(&mut out);
         out
     }
 
-    /// Publish new local information (addresses, services, ...): re-sign and
-    /// push it to every connected peer.
+    /// New local information: re-sign and push the record.
     pub fn set_local(&mut self, local: LocalInfo, now_ms: u64) -> Result<Vec<Out>, RecordError> {
         let mut out = Vec::new();
         if self.departed {
@@ -580,34 +901,545 @@ impl Gossip {
             self.local = previous;
             return Err(e);
         }
-        let targets: Vec<NodeId> = self.connected.iter().copied().collect();
-        for to in targets {
-            self.send_records(&mut out, to, vec![self.own_signed.clone()]);
-        }
+        self.push_own(&mut out);
+        self.flush(&mut out);
         Ok(out)
     }
 
-    /// Leave gracefully: sign a departure (higher version, no addresses) and
-    /// send it to every connected peer; they relay it. Afterwards this state
-    /// machine is inert.
+    /// Leave: sign a departure and send it to every active peer. Afterwards
+    /// the node ignores every input.
     pub fn depart(&mut self, now_ms: u64) -> Result<Vec<Out>, RecordError> {
         let mut out = Vec::new();
         if self.departed {
             return Ok(out);
         }
         self.reissue(now_ms, true)?;
+        self.push_own(&mut out);
+        self.flush(&mut out);
         self.departed = true;
-        let targets: Vec<NodeId> = self.connected.iter().copied().collect();
-        for to in targets {
-            self.send(
-                &mut out,
-                to,
-                DiscoveryV1::Depart {
-                    record: self.own_signed.clone(),
-                },
-            );
-        }
         Ok(out)
+    }
+
+    // ---- membership ----
+
+    fn on_join(&mut self, from: NodeId, record: SignedRecord, now_ms: u64, out: &mut Vec<Out>) {
+        if !self.ingest_own_record_of(from, record.clone(), now_ms, out) {
+            return;
+        }
+        self.add_active(from, now_ms, out);
+        self.send(out, from, DiscoveryV1::NeighborReply { accepted: true });
+        let ttl = self.config.arwl;
+        for peer in self.views.active() {
+            if peer != from {
+                self.send(
+                    out,
+                    peer,
+                    DiscoveryV1::ForwardJoin {
+                        record: record.clone(),
+                        ttl,
+                    },
+                );
+            }
+        }
+    }
+
+    fn on_forward_join(
+        &mut self,
+        from: NodeId,
+        record: SignedRecord,
+        ttl: u8,
+        now_ms: u64,
+        out: &mut Vec<Out>,
+    ) {
+        let Ok(claimed) = record.peek_unverified() else {
+            self.stats.records_invalid += 1;
+            return;
+        };
+        let joiner = claimed.node_id;
+        if joiner == self.node_id() {
+            return;
+        }
+        self.ingest(Some(from), record.clone(), now_ms, out);
+        if !self.catalog.contains(&joiner) {
+            // Unverifiable or stale: nobody dials it on our word.
+            return;
+        }
+        if ttl == 0 || self.views.active_len() <= 1 {
+            self.request_neighbor(joiner, true, now_ms, out);
+            return;
+        }
+        if ttl == self.config.prwl {
+            self.views.add_passive(joiner, &mut self.rng);
+        }
+        match self.views.random_active(&mut self.rng, &[from, joiner]) {
+            Some(next) => self.send(
+                out,
+                next,
+                DiscoveryV1::ForwardJoin {
+                    record,
+                    ttl: ttl - 1,
+                },
+            ),
+            None => self.request_neighbor(joiner, true, now_ms, out),
+        }
+    }
+
+    fn on_neighbor(
+        &mut self,
+        from: NodeId,
+        high: bool,
+        record: SignedRecord,
+        now_ms: u64,
+        out: &mut Vec<Out>,
+    ) {
+        let version = record.peek_unverified().map(|r| r.version).ok();
+        if !self.ingest_own_record_of(from, record, now_ms, out) {
+            if let (Some(v), Some(rank)) = (version, self.catalog.rank_of(&from)) {
+                if rank > record_rank(v) && self.catalog.is_gone(&from) && rank % 2 == 1 {
+                    // We hold a failure notice about the record it sent: tell
+                    // it, so it refutes and asks again with a newer record.
+                    self.queue_repair(from, Repair::Failed(from, rank / 2));
+                    return;
+                }
+            }
+            self.send(out, from, DiscoveryV1::NeighborReply { accepted: false });
+            return;
+        }
+        let accepted = self.views.is_active(&from) || high || self.views.active_has_room();
+        if accepted {
+            self.pending.remove(&from);
+            self.add_active(from, now_ms, out);
+        } else {
+            self.views.add_passive(from, &mut self.rng);
+        }
+        self.send(out, from, DiscoveryV1::NeighborReply { accepted });
+    }
+
+    fn on_neighbor_reply(&mut self, from: NodeId, accepted: bool, now_ms: u64, out: &mut Vec<Out>) {
+        let Some(p) = self.pending.remove(&from) else {
+            return;
+        };
+        if accepted {
+            if p.join {
+                self.joined = true;
+            }
+            self.add_active(from, now_ms, out);
+        } else {
+            self.views.add_passive(from, &mut self.rng);
+            out.push(Out::Release(from));
+        }
+    }
+
+    /// A `Join` or `Neighbor` carries the sender's own record: verify it and
+    /// check it is the sender's. Returns whether the sender is in the
+    /// catalog now.
+    fn ingest_own_record_of(
+        &mut self,
+        from: NodeId,
+        record: SignedRecord,
+        now_ms: u64,
+        out: &mut Vec<Out>,
+    ) -> bool {
+        match record.peek_unverified() {
+            Ok(r) if r.node_id == from => {}
+            _ => {
+                self.stats.records_invalid += 1;
+                return false;
+            }
+        }
+        self.ingest(Some(from), record, now_ms, out);
+        self.catalog.contains(&from)
+    }
+
+    fn add_active(&mut self, peer: NodeId, now_ms: u64, out: &mut Vec<Out>) {
+        if self.views.is_active(&peer) || peer == self.node_id() {
+            return;
+        }
+        if let Some(dropped) = self.views.add_active(peer, now_ms, &mut self.rng) {
+            self.send(out, dropped, DiscoveryV1::Disconnect);
+            out.push(Out::Release(dropped));
+        }
+        self.joined = true;
+        out.push(Out::Keep(peer));
+        // Catch up with the new neighbour straight away.
+        self.send_summary(peer, out);
+    }
+
+    fn request_neighbor(&mut self, peer: NodeId, high: bool, now_ms: u64, out: &mut Vec<Out>) {
+        if peer == self.node_id() || self.views.is_active(&peer) || self.pending.contains_key(&peer)
+        {
+            return;
+        }
+        let pending = Pending {
+            high,
+            at_ms: now_ms,
+            connecting: !self.connected.contains(&peer),
+            join: false,
+        };
+        if pending.connecting {
+            let Some(addrs) = self.addresses(&peer) else {
+                self.views.remove_passive(&peer);
+                return;
+            };
+            self.stats.connects_requested += 1;
+            out.push(Out::Connect {
+                node_id: peer,
+                addrs,
+            });
+        } else {
+            let record = self.own_signed.clone();
+            self.send(out, peer, DiscoveryV1::Neighbor { high, record });
+        }
+        self.pending.insert(peer, pending);
+    }
+
+    /// Fill the active view from the passive view (or, failing that, the
+    /// catalog), a bounded number of requests at a time.
+    fn repair(&mut self, now_ms: u64, out: &mut Vec<Out>) {
+        let missing = self
+            .views
+            .active_max()
+            .saturating_sub(self.views.active_len());
+        let in_flight = self.pending.values().filter(|p| !p.join).count();
+        if missing == 0 || in_flight >= missing.min(2) {
+            return;
+        }
+        let high = self.views.active_len() == 0;
+        let pending = &self.pending;
+        let suspects = &self.suspects;
+        let candidate = self
+            .views
+            .random_passive(&mut self.rng, |id| {
+                !pending.contains_key(id) && !suspects.contains_key(id)
+            })
+            .or_else(|| {
+                let n = self.catalog.len();
+                (n > 0)
+                    .then(|| self.catalog.nth(self.rng.below(n)))
+                    .flatten()
+                    .map(|p| p.record().node_id)
+                    .filter(|id| !self.views.is_active(id) && !self.pending.contains_key(id))
+            });
+        if let Some(peer) = candidate {
+            self.request_neighbor(peer, high, now_ms, out);
+        }
+    }
+
+    /// Verified addresses of `peer`: its live record, or the last record of
+    /// a node declared failed.
+    fn addresses(&self, peer: &NodeId) -> Option<Vec<SocketAddr>> {
+        self.catalog
+            .get(peer)
+            .map(|p| p.record().addrs.clone())
+            .or_else(|| {
+                self.catalog
+                    .failed()
+                    .into_iter()
+                    .find(|(id, _)| id == peer)
+                    .map(|(_, a)| a)
+            })
+            .filter(|a| !a.is_empty())
+    }
+
+    fn expire_pending(&mut self, now_ms: u64, out: &mut Vec<Out>) {
+        let timeout = ms(self.config.connect_timeout);
+        let expired: Vec<NodeId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now_ms.saturating_sub(p.at_ms) > timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.pending.remove(&id);
+            self.views.remove_passive(&id);
+            out.push(Out::Release(id));
+        }
+        self.relays
+            .retain(|_, r| now_ms.saturating_sub(r.at_ms) <= ms(self.config.probe_interval) * 2);
+    }
+
+    fn integrate(&mut self, ids: &[NodeId]) {
+        for id in ids {
+            if *id != self.node_id() && self.catalog.contains(id) && !self.suspects.contains_key(id)
+            {
+                self.views.add_passive(*id, &mut self.rng);
+            }
+        }
+    }
+
+    // ---- failure detection ----
+
+    fn detect(&mut self, now_ms: u64, out: &mut Vec<Out>) {
+        if let Some(p) = self.probe {
+            let waited = now_ms.saturating_sub(p.sent_ms);
+            if !self.views.is_active(&p.target) {
+                self.probe = None;
+            } else if !p.indirect && waited >= ms(self.config.probe_timeout) {
+                let helpers: Vec<NodeId> = {
+                    let others: Vec<NodeId> = self
+                        .views
+                        .active()
+                        .into_iter()
+                        .filter(|id| *id != p.target)
+                        .collect();
+                    self.rng.sample(&others, self.config.indirect_probes)
+                };
+                for h in helpers {
+                    self.send(
+                        out,
+                        h,
+                        DiscoveryV1::PingReq {
+                            target: p.target,
+                            seq: p.seq,
+                        },
+                    );
+                }
+                self.probe = Some(Probe {
+                    indirect: true,
+                    ..p
+                });
+            } else if p.indirect && waited >= ms(self.config.probe_interval) {
+                self.probe = None;
+                if !self.suspects.contains_key(&p.target) {
+                    self.stats.suspicions += 1;
+                    tracing::debug!(peer = %p.target, "discovery: peer suspected");
+                    self.suspects.insert(p.target, now_ms);
+                }
+            }
+        }
+        let timeout = ms(self.config.suspicion_timeout);
+        let condemned: Vec<NodeId> = self
+            .suspects
+            .iter()
+            .filter(|(_, since)| now_ms.saturating_sub(**since) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in condemned {
+            self.suspects.remove(&id);
+            self.declare_failed(id, now_ms, out);
+        }
+        self.suspects.retain(|id, _| self.views.is_active(id));
+        if now_ms >= self.next_probe_ms && self.probe.is_none() {
+            self.next_probe_ms = now_ms + ms(self.config.probe_interval);
+            let active = self.views.active();
+            // Suspects first (a late ack clears them), then round robin.
+            let target = self.suspects.keys().next().copied().or_else(|| {
+                (!active.is_empty()).then(|| {
+                    self.probe_cursor = self.probe_cursor.wrapping_add(1);
+                    active[self.probe_cursor % active.len()]
+                })
+            });
+            if let Some(target) = target {
+                self.seq = self.seq.wrapping_add(1);
+                let seq = self.seq;
+                self.probe = Some(Probe {
+                    target,
+                    seq,
+                    sent_ms: now_ms,
+                    indirect: false,
+                });
+                self.send(out, target, DiscoveryV1::Ping { seq });
+            }
+        }
+    }
+
+    fn on_ping_req(
+        &mut self,
+        from: NodeId,
+        target: NodeId,
+        seq: u64,
+        now_ms: u64,
+        out: &mut Vec<Out>,
+    ) {
+        if target == self.node_id() {
+            self.send(out, from, DiscoveryV1::Ack { seq });
+            return;
+        }
+        if self.relays.len() >= MAX_RELAYS {
+            return;
+        }
+        self.seq = self.seq.wrapping_add(1);
+        let own_seq = self.seq;
+        let connected = self.connected.contains(&target);
+        if !connected {
+            let Some(addrs) = self.catalog.get(&target).map(|p| p.record().addrs.clone()) else {
+                return;
+            };
+            self.stats.connects_requested += 1;
+            out.push(Out::Connect {
+                node_id: target,
+                addrs,
+            });
+        }
+        self.relays.insert(
+            own_seq,
+            Relay {
+                requester: from,
+                seq,
+                target,
+                at_ms: now_ms,
+                sent: connected,
+            },
+        );
+        if connected {
+            self.send(out, target, DiscoveryV1::Ping { seq: own_seq });
+        }
+    }
+
+    fn declare_failed(&mut self, id: NodeId, now_ms: u64, out: &mut Vec<Out>) {
+        self.stats.failures_declared += 1;
+        tracing::info!(peer = %id, "discovery: peer failed (no answer to direct or indirect probes)");
+        if self.views.forget(&id) {
+            out.push(Out::Release(id));
+        }
+        if let Some(version) = self.catalog.get(&id).map(|p| p.record().version) {
+            self.on_failure_notice(None, id, version, now_ms, out);
+        }
+        self.repair(now_ms, out);
+    }
+
+    fn on_failure_notice(
+        &mut self,
+        from: Option<NodeId>,
+        id: NodeId,
+        version: u64,
+        now_ms: u64,
+        out: &mut Vec<Out>,
+    ) {
+        if id == self.node_id() {
+            if version >= self.own.version {
+                // We are alive: outrank the notice, everywhere and with the
+                // peer that told us.
+                self.stats.refutations += 1;
+                self.refresh(now_ms, out);
+                if let Some(f) = from {
+                    if !self.views.is_active(&f) {
+                        let own = self.own_signed.clone();
+                        self.queue_record(f, own);
+                    }
+                    if let Some(p) = self.pending.get(&f).copied() {
+                        if !p.connecting {
+                            let record = self.own_signed.clone();
+                            self.send(
+                                out,
+                                f,
+                                DiscoveryV1::Neighbor {
+                                    high: p.high,
+                                    record,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        if from.is_some() && self.views.is_active(&id) && !self.suspects.contains_key(&id) {
+            // We hear from it: not failed. Let it refute instead.
+            if self
+                .catalog
+                .get(&id)
+                .is_some_and(|p| p.record().version <= version)
+            {
+                self.push.entry(id).or_default().failed.push((id, version));
+            }
+            return;
+        }
+        let Some(events) = self.catalog.fail(&id, version, now_ms) else {
+            return;
+        };
+        self.stats.failures_applied += 1;
+        for event in events {
+            out.push(Out::Event(event));
+        }
+        if self.views.forget(&id) {
+            out.push(Out::Release(id));
+        }
+        for peer in self.views.active() {
+            if Some(peer) != from && peer != id {
+                self.push
+                    .entry(peer)
+                    .or_default()
+                    .failed
+                    .push((id, version));
+            }
+        }
+    }
+
+    // ---- dissemination ----
+
+    /// Verify and apply one record; push it on if it changed the catalog.
+    fn ingest(
+        &mut self,
+        from: Option<NodeId>,
+        signed: SignedRecord,
+        now_ms: u64,
+        out: &mut Vec<Out>,
+    ) {
+        self.stats.records_in += 1;
+        let claimed = match signed.peek_unverified() {
+            Ok(r) => r,
+            Err(e) => return self.invalid(from, &e),
+        };
+        let id = claimed.node_id;
+        if id == self.node_id() || !self.catalog.is_news(&id, claimed.version) {
+            // Nothing new (if the claim is true; if false, ignoring is right).
+            self.stats.records_duplicate += 1;
+            return;
+        }
+        let verified = match self.verifier.verify(&signed, now_ms) {
+            Ok(v) => v,
+            Err(e) => return self.invalid(from, &e),
+        };
+        let age = now_ms.saturating_sub(verified.record().issued_at_ms());
+        if age > ms(self.config.record_ttl + self.config.max_skew) {
+            self.stats.records_stale += 1;
+            return;
+        }
+        let version = verified.record().version;
+        let departing = verified.record().departing;
+        let events = self.catalog.apply(verified, now_ms);
+        for event in events {
+            if let CatalogEvent::Departed { node_id, .. } = &event {
+                if self.views.forget(node_id) {
+                    out.push(Out::Release(*node_id));
+                }
+            }
+            out.push(Out::Event(event));
+        }
+        if self.catalog.rank_of(&id) != Some(record_rank(version)) {
+            return;
+        }
+        self.stats.records_applied += 1;
+        if departing {
+            self.suspects.remove(&id);
+        }
+        for peer in self.views.active() {
+            if Some(peer) != from && peer != id {
+                self.queue_record(peer, signed.clone());
+            }
+        }
+    }
+
+    fn invalid(&mut self, from: Option<NodeId>, e: &RecordError) {
+        self.stats.records_invalid += 1;
+        tracing::debug!(peer = ?from, reason = e.code(), error = %e, "discovery: dropped an invalid record");
+    }
+
+    fn refresh(&mut self, now_ms: u64, out: &mut Vec<Out>) {
+        match self.reissue(now_ms, false) {
+            Ok(()) => self.push_own(out),
+            Err(e) => {
+                tracing::warn!(error = %e, "discovery: could not re-sign our record; peers may forget us")
+            }
+        }
+    }
+
+    fn push_own(&mut self, _out: &mut Vec<Out>) {
+        let own = self.own_signed.clone();
+        for peer in self.views.active() {
+            self.queue_record(peer, own.clone());
+        }
     }
 
     fn reissue(&mut self, now_ms: u64, departing: bool) -> Result<(), RecordError> {
@@ -632,132 +1464,161 @@ impl Gossip {
         Ok(())
     }
 
-    fn digest_entries(&self) -> Vec<(NodeId, u64)> {
-        let mut entries = self.catalog.digest();
-        entries.truncate(MAX_DIGEST_ENTRIES - 1);
-        entries.push((self.node_id(), self.own.version));
-        entries
+    /// The catalog summary with this node's own entry counted in, so two
+    /// nodes that know the same network (each other included) agree.
+    fn summary(&self) -> Vec<u64> {
+        let mut s = self.catalog.summary().to_vec();
+        let me = self.node_id();
+        let own = own_entry_hash(&me, record_rank(self.own.version));
+        let b = &mut s[me.0[0] as usize];
+        *b = b.wrapping_add(own);
+        s
     }
 
-    fn on_digest(&mut self, from: NodeId, entries: &[(NodeId, u64)], out: &mut Vec<Out>) {
+    fn send_summary(&mut self, peer: NodeId, out: &mut Vec<Out>) {
+        let buckets = self.summary();
+        self.send(out, peer, DiscoveryV1::Summary { buckets });
+    }
+
+    fn bucket_entries(&self, b: u8) -> Vec<(NodeId, u64)> {
+        let mut e = self.catalog.bucket_entries(b);
         let me = self.node_id();
-        let mut records = self.catalog.records_newer_than(entries);
-        let theirs = entries.iter().find(|(id, _)| *id == me).map(|(_, v)| *v);
-        if theirs.is_none_or(|v| v < self.own.version) {
-            records.insert(0, self.own_signed.clone());
+        if me.0[0] == b {
+            e.push((me, record_rank(self.own.version)));
         }
-        self.send_records(out, from, records);
-        let want: Vec<NodeId> = entries
+        e
+    }
+
+    fn on_summary(&mut self, from: NodeId, theirs: &[u64], out: &mut Vec<Out>) {
+        if theirs.len() != BUCKETS {
+            return;
+        }
+        let ours = self.summary();
+        let differ: Vec<usize> = (0..BUCKETS).filter(|i| ours[*i] != theirs[*i]).collect();
+        if differ.is_empty() {
+            return;
+        }
+        // Start at a random differing bucket so that repeated exchanges
+        // cover every bucket even when one answer cannot hold them all.
+        let start = self.rng.below(differ.len());
+        let mut buckets = Vec::new();
+        let mut entries = Vec::new();
+        for k in 0..differ.len() {
+            let b = differ[(start + k) % differ.len()] as u8;
+            let e = self.bucket_entries(b);
+            if !buckets.is_empty() && entries.len() + e.len() > MAX_BUCKET_ENTRIES {
+                break;
+            }
+            if e.len() > MAX_BUCKET_ENTRIES {
+                // One bucket larger than an answer (a catalog far beyond
+                // 300,000 peers): send what fits; the rest repairs by push.
+                entries.extend(e.into_iter().take(MAX_BUCKET_ENTRIES));
+                buckets.push(b);
+                break;
+            }
+            entries.extend(e);
+            buckets.push(b);
+        }
+        self.send(out, from, DiscoveryV1::Buckets { buckets, entries });
+    }
+
+    fn on_buckets(
+        &mut self,
+        from: NodeId,
+        buckets: &[u8],
+        entries: &[(NodeId, u64)],
+        now_ms: u64,
+        out: &mut Vec<Out>,
+    ) {
+        let theirs: HashMap<NodeId, u64> = entries
             .iter()
-            .filter(|(id, v)| {
-                *id != me
-                    && self.catalog.version_of(id).is_none_or(|ours| ours < *v)
-                    && (self.catalog.contains(id) || self.catalog.has_room())
-            })
-            .map(|(id, _)| *id)
-            .take(MAX_WANT)
+            .filter(|(id, _)| buckets.contains(&id.0[0]))
+            .copied()
             .collect();
+        let me = self.node_id();
+        // What they lack or hold older: push.
+        for &b in buckets {
+            for (id, rank) in self.bucket_entries(b) {
+                if theirs.get(&id).is_none_or(|t| *t < rank) {
+                    if id == me {
+                        let own = self.own_signed.clone();
+                        self.queue_record(from, own);
+                    } else if let Some(r) = self.catalog.repair(&id) {
+                        self.queue_repair(from, r);
+                    }
+                }
+            }
+        }
+        // What we lack or hold older: want. A failure notice about us that
+        // outranks our record: refute.
+        let mut want = Vec::new();
+        for (id, rank) in theirs {
+            if id == me {
+                if rank > record_rank(self.own.version) {
+                    self.on_failure_notice(Some(from), me, rank / 2, now_ms, out);
+                }
+                continue;
+            }
+            if self.catalog.rank_of(&id).is_none_or(|ours| ours < rank) {
+                want.push(id);
+            }
+        }
+        want.truncate(MAX_WANT);
         if !want.is_empty() {
+            want.sort_unstable();
             self.send(out, from, DiscoveryV1::Want { node_ids: want });
         }
     }
 
-    /// Verify and apply one record. Returns the node id when the record was a
-    /// departure that changed the catalog.
-    fn ingest(
-        &mut self,
-        from: NodeId,
-        signed: SignedRecord,
-        now_ms: u64,
-        must_depart: bool,
-        out: &mut Vec<Out>,
-    ) -> Option<NodeId> {
-        self.stats.records_in += 1;
-        let claimed = match signed.peek_unverified() {
-            Ok(r) => r,
-            Err(e) => return self.invalid(from, &e),
-        };
-        if must_depart && !claimed.departing {
-            return self.invalid(
-                from,
-                &RecordError::Malformed("a Depart message carries a live record".into()),
-            );
+    fn queue_record(&mut self, to: NodeId, record: SignedRecord) {
+        self.push.entry(to).or_default().records.push(record);
+    }
+
+    fn queue_repair(&mut self, to: NodeId, r: Repair) {
+        match r {
+            Repair::Record(s) => self.queue_record(to, s),
+            Repair::Failed(id, v) => self.push.entry(to).or_default().failed.push((id, v)),
         }
-        let id = claimed.node_id;
-        if id == self.node_id()
-            || self
-                .catalog
-                .version_of(&id)
-                .is_some_and(|v| claimed.version <= v)
-        {
-            // Nothing new (if the claim is true; if it is false, ignoring it
-            // is right too).
-            self.stats.records_duplicate += 1;
-            return None;
-        }
-        if !claimed.departing && !self.catalog.contains(&id) && !self.catalog.has_room() {
-            // It would be refused: spare the signature check.
-            self.catalog.count_refusal();
-            return None;
-        }
-        let skew = self.config.max_skew.as_secs();
-        let verified = match signed.verify(&self.config.network, now_ms / 1000, skew) {
-            Ok(v) => v,
-            Err(e) => return self.invalid(from, &e),
-        };
-        let age = now_ms.saturating_sub(verified.record().issued_at_ms());
-        if age > ms(self.ttl()) {
-            self.stats.records_stale += 1;
-            return None;
-        }
-        let departing = verified.record().departing;
-        let before = self.catalog.version_of(&id);
-        let event = self.catalog.apply(verified, now_ms);
-        let changed = self.catalog.version_of(&id) != before;
-        if changed {
-            self.stats.records_applied += 1;
-        }
-        match event {
-            Some(CatalogEvent::Discovered(record)) => {
-                self.maybe_connect(id, record.addrs.clone(), now_ms, out);
-                out.push(Out::Event(CatalogEvent::Discovered(record)));
-            }
-            Some(event) => {
-                if matches!(event, CatalogEvent::Departed { .. }) {
-                    self.dialing.remove(&id);
+    }
+
+    /// Send the pushes collected during this input, cut into messages within
+    /// the count and byte bounds.
+    fn flush(&mut self, out: &mut Vec<Out>) {
+        let budget = self.config.max_message_bytes - 64;
+        for (to, q) in std::mem::take(&mut self.push) {
+            let mut failed = q.failed;
+            failed.sort_unstable();
+            failed.dedup();
+            let mut batch: Vec<SignedRecord> = Vec::new();
+            let mut size = 0;
+            for record in q.records {
+                let len = record.encoded_len();
+                if !batch.is_empty() && (batch.len() == MAX_RECORDS_PER_MSG || size + len > budget)
+                {
+                    self.stats.records_out += batch.len() as u64;
+                    let records = std::mem::take(&mut batch);
+                    self.send(
+                        out,
+                        to,
+                        DiscoveryV1::Push {
+                            records,
+                            failed: Vec::new(),
+                        },
+                    );
+                    size = 0;
                 }
-                out.push(Out::Event(event));
+                size += len;
+                batch.push(record);
             }
-            None => {}
+            while !batch.is_empty() || !failed.is_empty() {
+                let f: Vec<(NodeId, u64)> = failed
+                    .drain(..failed.len().min(MAX_FAILURES_PER_MSG))
+                    .collect();
+                self.stats.records_out += batch.len() as u64;
+                let records = std::mem::take(&mut batch);
+                self.send(out, to, DiscoveryV1::Push { records, failed: f });
+            }
         }
-        (changed && departing).then_some(id)
-    }
-
-    fn invalid(&mut self, from: NodeId, e: &RecordError) -> Option<NodeId> {
-        self.stats.records_invalid += 1;
-        tracing::debug!(peer = %from, reason = e.code(), error = %e, "discovery: dropped an invalid record");
-        None
-    }
-
-    fn maybe_connect(
-        &mut self,
-        id: NodeId,
-        addrs: Vec<SocketAddr>,
-        now_ms: u64,
-        out: &mut Vec<Out>,
-    ) {
-        if !self.config.auto_connect
-            || addrs.is_empty()
-            || id == self.node_id()
-            || self.connected.contains(&id)
-            || self.dialing.contains_key(&id)
-            || self.connected.len() + self.dialing.len() >= self.config.max_connections
-        {
-            return;
-        }
-        self.dialing.insert(id, now_ms);
-        self.stats.connects_requested += 1;
-        out.push(Out::Connect { node_id: id, addrs });
     }
 
     fn truncate<T>(&mut self, list: &mut Vec<T>, max: usize) {
@@ -774,72 +1635,29 @@ impl Gossip {
             msg: DiscoveryMsg::V1(msg),
         });
     }
+}
 
-    /// Send `records` to `to`, cut into messages within the count and byte
-    /// bounds.
-    fn send_records(&mut self, out: &mut Vec<Out>, to: NodeId, records: Vec<SignedRecord>) {
-        let budget = self.config.max_message_bytes - 16;
-        let mut batch: Vec<SignedRecord> = Vec::new();
-        let mut size = 0;
-        for record in records {
-            let len = record.encoded_len();
-            if !batch.is_empty() && (batch.len() == MAX_RECORDS_PER_MSG || size + len > budget) {
-                self.stats.records_out += batch.len() as u64;
-                let records = std::mem::take(&mut batch);
-                self.send(out, to, DiscoveryV1::Records { records });
-                size = 0;
-            }
-            size += len;
-            batch.push(record);
-        }
-        if !batch.is_empty() {
-            self.stats.records_out += batch.len() as u64;
-            self.send(out, to, DiscoveryV1::Records { records: batch });
-        }
-    }
-
-    /// Up to `k` distinct connected peers, chosen with a seeded rng.
-    fn pick(&mut self, k: usize) -> Vec<NodeId> {
-        let mut peers: Vec<NodeId> = self.connected.iter().copied().collect();
-        let k = k.min(peers.len());
-        for i in 0..k {
-            let j = i + (self.next_random() % (peers.len() - i) as u64) as usize;
-            peers.swap(i, j);
-        }
-        peers.truncate(k);
-        peers
-    }
-
-    /// splitmix64.
-    fn next_random(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
+/// The summary hash of one entry (the catalog's, for the local node).
+fn own_entry_hash(id: &NodeId, rank: u64) -> u64 {
+    super::catalog::entry_hash(id, rank)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::testkit::{identities, network, record_for, NOW, NOW_MS};
-
-    fn local(port: u16) -> LocalInfo {
-        LocalInfo {
-            addrs: vec![SocketAddr::from(([127, 0, 0, 1], port))],
-            tags: vec![[1; 32]],
-            services: vec!["orders".into()],
-            software: "tessella-test".into(),
-        }
-    }
+    use crate::discovery::testkit::{identities, verifier, NOW_MS};
 
     fn node(i: usize) -> Gossip {
-        let id = identities(i + 1).pop().expect("identity");
+        let id = identities(i + 1)[i].clone();
+        let local = LocalInfo {
+            addrs: vec![SocketAddr::from(([127, 0, 0, 1], 4000 + i as u16))],
+            ..LocalInfo::default()
+        };
         Gossip::new(
             id,
-            local(5000 + i as u16),
-            GossipConfig::new(network()),
+            local,
+            GossipConfig::new(crate::discovery::testkit::network()),
+            verifier(),
             NOW_MS,
         )
         .expect("gossip")
@@ -859,226 +1677,275 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_bounds_are_checked() {
-        let g = node(0);
+        let n = node(0);
         let msgs = [
-            DiscoveryV1::Digest {
-                entries: vec![(g.node_id(), 7), (NodeId([9; 32]), u64::MAX)],
+            DiscoveryV1::Join {
+                record: n.own_signed().clone(),
             },
-            DiscoveryV1::Records {
-                records: vec![g.own_signed().clone()],
+            DiscoveryV1::Summary {
+                buckets: vec![7; BUCKETS],
             },
-            DiscoveryV1::Want {
-                node_ids: vec![g.node_id()],
+            DiscoveryV1::Buckets {
+                buckets: vec![1, 2],
+                entries: vec![(n.node_id(), 9)],
             },
-            DiscoveryV1::Depart {
-                record: g.own_signed().clone(),
+            DiscoveryV1::PingReq {
+                target: n.node_id(),
+                seq: 3,
             },
+            DiscoveryV1::Disconnect,
         ];
         for m in msgs {
             let msg = DiscoveryMsg::V1(m);
             let bytes = msg.encode().expect("encodes");
-            assert_eq!(DiscoveryMsg::decode(&bytes), Ok(msg));
-            let mut trailing = bytes.clone();
-            trailing.push(0);
-            assert!(matches!(
-                DiscoveryMsg::decode(&trailing),
-                Err(MsgError::Malformed(_))
-            ));
-            for cut in 0..bytes.len() {
-                assert!(DiscoveryMsg::decode(&bytes[..cut]).is_err());
-            }
+            assert_eq!(DiscoveryMsg::decode(&bytes).expect("decodes"), msg);
         }
         let big = DiscoveryMsg::V1(DiscoveryV1::Want {
-            node_ids: vec![NodeId([0; 32]); MAX_WANT + 1],
+            node_ids: vec![n.node_id(); MAX_WANT + 1],
         });
         let bytes = big.encode().expect("encodes");
         assert!(matches!(
             DiscoveryMsg::decode(&bytes),
-            Err(MsgError::TooMany { max: MAX_WANT, .. })
+            Err(MsgError::TooMany { .. })
         ));
-        // Unknown version / variant, and a huge declared length.
-        assert!(DiscoveryMsg::decode(&[1, 0]).is_err());
-        assert!(DiscoveryMsg::decode(&[0, 9]).is_err());
-        assert!(DiscoveryMsg::decode(&[0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+        let mut bytes = DiscoveryMsg::V1(DiscoveryV1::Disconnect)
+            .encode()
+            .expect("encodes");
+        bytes.push(0);
+        assert!(matches!(
+            DiscoveryMsg::decode(&bytes),
+            Err(MsgError::Malformed(_))
+        ));
     }
 
     #[test]
-    fn a_full_digest_fits_a_default_frame() {
-        let entries = vec![(NodeId([0xff; 32]), u64::MAX); MAX_DIGEST_ENTRIES];
-        let msg = DiscoveryMsg::V1(DiscoveryV1::Digest { entries });
+    fn a_full_summary_answer_fits_a_default_frame() {
+        let entries = vec![(NodeId([0xff; 32]), u64::MAX); MAX_BUCKET_ENTRIES];
+        let msg = DiscoveryMsg::V1(DiscoveryV1::Buckets {
+            buckets: (0..=255).collect(),
+            entries,
+        });
         let len = msg.encode().expect("encodes").len();
-        assert!(len <= 64 * 1024, "{len}");
+        assert!(len < 64 * 1024, "{len}");
     }
 
     #[test]
-    fn own_record_is_signed_and_reissued_with_higher_versions() {
-        let mut g = node(0);
-        let first = g.own_record().clone();
-        assert_eq!(first.version, NOW_MS);
-        assert_eq!(
-            g.own_signed()
-                .verify(&network(), NOW, 0)
-                .expect("verifies")
-                .record(),
-            &first
-        );
-        assert_eq!(g.poll_timeout(), Some(NOW_MS));
-        let later = NOW_MS + 10_000;
-        g.on_tick(later);
-        assert_eq!(g.own_record().version, later);
-        // Even when the clock does not move, versions do.
-        g.set_local(local(9), later).expect("re-signs");
-        assert_eq!(g.own_record().version, later + 1);
-        assert_eq!(g.own_record().addrs, local(9).addrs);
-        let err = g
-            .set_local(
-                LocalInfo {
-                    services: vec!["x".repeat(1000)],
-                    ..local(9)
-                },
-                later,
-            )
-            .expect_err("too long");
-        assert_eq!(err.code(), "too_long");
-        assert_eq!(g.own_record().addrs, local(9).addrs, "unchanged on error");
-    }
-
-    #[test]
-    fn lower_id_starts_the_exchange_on_connect() {
-        let (mut a, mut b) = (node(0), node(1));
-        if a.node_id() > b.node_id() {
-            std::mem::swap(&mut a, &mut b);
-        }
-        let out = a.on_connected(b.node_id(), NOW_MS);
-        let s = sends(&out);
-        assert_eq!(s.len(), 1);
-        assert!(
-            matches!(&s[0], (to, DiscoveryV1::Digest { entries }) if *to == b.node_id() && entries == &vec![(a.node_id(), NOW_MS)])
-        );
-        assert!(b.on_connected(a.node_id(), NOW_MS).is_empty());
-        // b answers with its record and wants a's.
-        let DiscoveryV1::Digest { entries } = s[0].1.clone() else {
-            unreachable!()
-        };
-        let reply = sends(&b.on_message(
-            a.node_id(),
-            DiscoveryMsg::V1(DiscoveryV1::Digest { entries }),
-            NOW_MS,
-        ));
-        assert_eq!(reply.len(), 2);
-        assert!(
-            matches!(&reply[0].1, DiscoveryV1::Records { records } if records == &vec![b.own_signed().clone()])
-        );
-        assert!(
-            matches!(&reply[1].1, DiscoveryV1::Want { node_ids } if node_ids == &vec![a.node_id()])
-        );
-        // a takes b's record: discovered, no dial (already connected).
-        let out = a.on_message(b.node_id(), DiscoveryMsg::V1(reply[0].1.clone()), NOW_MS);
-        assert!(
-            matches!(&out[..], [Out::Event(CatalogEvent::Discovered(r))] if r.node_id == b.node_id())
-        );
-        // The same record again is a duplicate, not verified again.
-        let out = a.on_message(b.node_id(), DiscoveryMsg::V1(reply[0].1.clone()), NOW_MS);
-        assert!(out.is_empty());
-        assert_eq!(a.stats().records_duplicate, 1);
-        // a answers the want.
-        let out = sends(&a.on_message(b.node_id(), DiscoveryMsg::V1(reply[1].1.clone()), NOW_MS));
-        assert!(
-            matches!(&out[..], [(_, DiscoveryV1::Records { records })] if records == &vec![a.own_signed().clone()])
-        );
-    }
-
-    #[test]
-    fn records_are_cut_into_bounded_messages() {
-        let ids = identities(3);
-        let mut g = Gossip::new(
-            ids[0].clone(),
-            local(1),
-            GossipConfig::new(network()),
-            NOW_MS,
-        )
-        .expect("gossip");
-        let rec = |i: usize| {
-            let mut r = record_for(&ids[i], 1, NOW);
-            r.services = vec!["x".repeat(120); 60];
-            SignedRecord::sign(&r, &ids[i]).expect("signs")
-        };
-        let big: Vec<SignedRecord> = (0..20).map(|i| rec(1 + i % 2)).collect();
-        let mut out = Vec::new();
-        g.send_records(&mut out, ids[1].node_id(), big);
-        let s = sends(&out);
-        assert!(s.len() >= 3, "{}", s.len());
-        let mut total = 0;
-        for (_, m) in s {
-            let msg = DiscoveryMsg::V1(m.clone());
-            assert!(msg.encode().expect("encodes").len() <= 60 * 1024);
-            let DiscoveryV1::Records { records } = m else {
-                unreachable!()
-            };
-            total += records.len();
-        }
-        assert_eq!(total, 20);
-    }
-
-    #[test]
-    fn a_depart_message_must_carry_a_departure() {
-        let (mut a, b) = (node(0), node(1));
-        a.on_connected(b.node_id(), NOW_MS);
-        let out = a.on_message(
-            b.node_id(),
-            DiscoveryMsg::V1(DiscoveryV1::Depart {
-                record: b.own_signed().clone(),
+    fn the_first_connection_is_the_contact_and_a_join_is_forwarded() {
+        let mut a = node(0);
+        let mut b = node(1);
+        let c = node(2);
+        // b already has c in its active view.
+        b.on_connected(c.node_id(), NOW_MS);
+        let out = b.on_message(
+            c.node_id(),
+            DiscoveryMsg::V1(DiscoveryV1::Neighbor {
+                high: true,
+                record: c.own_signed().clone(),
             }),
             NOW_MS,
         );
-        assert!(out.is_empty());
-        assert_eq!(a.stats().records_invalid, 1);
-        assert!(a.catalog().is_empty());
-    }
-
-    #[test]
-    fn stale_records_are_not_stored() {
-        let ids = identities(2);
-        let mut g = Gossip::new(
-            ids[0].clone(),
-            local(1),
-            GossipConfig::new(network()),
-            NOW_MS,
-        )
-        .expect("gossip");
-        // Issued 41 s ago: older than ttl (30 s) + skew (10 s).
-        let old = SignedRecord::sign(&record_for(&ids[1], 1, NOW - 41), &ids[1]).expect("signs");
-        let out = g.on_message(
-            ids[1].node_id(),
-            DiscoveryMsg::V1(DiscoveryV1::Records { records: vec![old] }),
+        assert!(b.active().contains(&c.node_id()), "{out:?}");
+        // a's first connection: b. a asks to join.
+        let out = a.on_connected(b.node_id(), NOW_MS);
+        let (to, join) = sends(&out).remove(0);
+        assert_eq!(to, b.node_id());
+        assert!(matches!(join, DiscoveryV1::Join { .. }));
+        b.on_connected(a.node_id(), NOW_MS);
+        let out = b.on_message(a.node_id(), DiscoveryMsg::V1(join), NOW_MS);
+        assert!(b.active().contains(&a.node_id()));
+        assert!(
+            b.catalog().contains(&a.node_id()),
+            "the joiner's record verified"
+        );
+        let s = sends(&out);
+        assert!(s.iter().any(
+            |(to, m)| *to == a.node_id() && *m == DiscoveryV1::NeighborReply { accepted: true }
+        ));
+        assert!(
+            s.iter()
+                .any(|(to, m)| *to == c.node_id() && matches!(m, DiscoveryV1::ForwardJoin { .. })),
+            "the walk starts at b's other active peers"
+        );
+        let out = a.on_message(
+            b.node_id(),
+            DiscoveryMsg::V1(DiscoveryV1::NeighborReply { accepted: true }),
             NOW_MS,
         );
-        assert!(out.is_empty());
-        assert_eq!(g.stats().records_stale, 1);
-        assert!(g.catalog().is_empty());
+        assert!(a.active().contains(&b.node_id()));
+        assert!(out.contains(&Out::Keep(b.node_id())));
     }
 
     #[test]
-    fn fanout_choice_is_reproducible_and_bounded() {
-        let run = || {
-            let mut g = node(0);
-            for p in identities(10).iter().skip(1) {
-                g.on_connected(p.node_id(), NOW_MS);
+    fn a_record_from_someone_else_in_a_join_is_refused() {
+        let mut b = node(1);
+        let a = node(0);
+        let c = node(2);
+        b.on_connected(a.node_id(), NOW_MS);
+        // a presents c's record as its own.
+        let out = b.on_message(
+            a.node_id(),
+            DiscoveryMsg::V1(DiscoveryV1::Join {
+                record: c.own_signed().clone(),
+            }),
+            NOW_MS,
+        );
+        assert!(out.is_empty(), "{out:?}");
+        assert!(!b.active().contains(&a.node_id()));
+        assert_eq!(b.stats().records_invalid, 1);
+    }
+
+    #[test]
+    fn a_silent_active_peer_is_probed_indirectly_suspected_then_failed() {
+        let mut a = node(0);
+        let peers: Vec<Gossip> = (1..4).map(node).collect();
+        for p in &peers {
+            a.on_connected(p.node_id(), NOW_MS);
+            a.on_message(
+                p.node_id(),
+                DiscoveryMsg::V1(DiscoveryV1::Neighbor {
+                    high: true,
+                    record: p.own_signed().clone(),
+                }),
+                NOW_MS,
+            );
+        }
+        assert_eq!(a.active().len(), 3);
+        let cfg = a.config().clone();
+        // Find the first probe and never answer it.
+        let mut now = NOW_MS;
+        let (target, seq) = loop {
+            now += 50;
+            let out = a.on_tick(now);
+            if let Some((to, DiscoveryV1::Ping { seq })) = sends(&out)
+                .into_iter()
+                .find(|(_, m)| matches!(m, DiscoveryV1::Ping { .. }))
+            {
+                break (to, seq);
             }
-            (0..5)
-                .map(|r| {
-                    let out = g.on_tick(NOW_MS + r * 1000);
-                    let mut to: Vec<NodeId> = sends(&out).into_iter().map(|(t, _)| t).collect();
-                    assert_eq!(to.len(), 3);
-                    to.sort();
-                    to.dedup();
-                    assert_eq!(to.len(), 3);
-                    to
-                })
-                .collect::<Vec<_>>()
         };
-        let a = run();
-        assert_eq!(a, run());
-        assert!(a.windows(2).any(|w| w[0] != w[1]), "rounds vary");
+        let out = a.on_tick(now + ms(cfg.probe_timeout));
+        let reqs: Vec<_> = sends(&out)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, DiscoveryV1::PingReq { target: t, seq: s } if *t == target && *s == seq))
+            .collect();
+        assert_eq!(reqs.len(), 2, "{out:?}");
+        a.on_tick(now + ms(cfg.probe_interval));
+        assert!(a.suspects().any(|s| *s == target));
+        let out = a.on_tick(now + ms(cfg.probe_interval) + ms(cfg.suspicion_timeout));
+        assert!(!a.active().contains(&target));
+        assert!(out.contains(&Out::Release(target)));
+        assert!(
+            out.iter().any(|o| matches!(o, Out::Event(CatalogEvent::Departed { node_id, reason: crate::discovery::DepartReason::Failed }) if *node_id == target)),
+            "{out:?}"
+        );
+        let notices: Vec<_> = sends(&out)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, DiscoveryV1::Push { failed, .. } if failed.iter().any(|(id, _)| *id == target)))
+            .collect();
+        assert_eq!(
+            notices.len(),
+            2,
+            "the notice goes to the other active peers"
+        );
+        assert_eq!(a.stats().failures_declared, 1);
+    }
+
+    #[test]
+    fn a_late_ack_clears_a_suspicion() {
+        let mut a = node(0);
+        let p = node(1);
+        a.on_connected(p.node_id(), NOW_MS);
+        a.on_message(
+            p.node_id(),
+            DiscoveryMsg::V1(DiscoveryV1::Neighbor {
+                high: true,
+                record: p.own_signed().clone(),
+            }),
+            NOW_MS,
+        );
+        let cfg = a.config().clone();
+        let mut now = NOW_MS;
+        let seq = loop {
+            now += 50;
+            if let Some((_, DiscoveryV1::Ping { seq })) = sends(&a.on_tick(now))
+                .into_iter()
+                .find(|(_, m)| matches!(m, DiscoveryV1::Ping { .. }))
+            {
+                break seq;
+            }
+        };
+        a.on_tick(now + ms(cfg.probe_timeout));
+        a.on_tick(now + ms(cfg.probe_interval));
+        assert!(
+            a.suspects().any(|s| *s == p.node_id()),
+            "no helper, no ack: suspected"
+        );
+        // The slow peer answers before the suspicion times out.
+        a.on_message(
+            p.node_id(),
+            DiscoveryMsg::V1(DiscoveryV1::Ack { seq }),
+            now + ms(cfg.probe_interval) + 100,
+        );
+        assert!(a.suspects().next().is_none());
+        a.on_tick(now + ms(cfg.probe_interval) + ms(cfg.suspicion_timeout) + 1);
+        assert!(
+            a.active().contains(&p.node_id()),
+            "a slow peer is not removed"
+        );
+    }
+
+    #[test]
+    fn a_failure_notice_about_oneself_is_refuted_with_a_newer_record() {
+        let mut a = node(0);
+        let p = node(1);
+        a.on_connected(p.node_id(), NOW_MS);
+        a.on_message(
+            p.node_id(),
+            DiscoveryMsg::V1(DiscoveryV1::Neighbor {
+                high: true,
+                record: p.own_signed().clone(),
+            }),
+            NOW_MS,
+        );
+        let v = a.own_record().version;
+        let out = a.on_message(
+            p.node_id(),
+            DiscoveryMsg::V1(DiscoveryV1::Push {
+                records: vec![],
+                failed: vec![(a.node_id(), v)],
+            }),
+            NOW_MS + 10,
+        );
+        assert!(a.own_record().version > v);
+        assert_eq!(a.stats().refutations, 1);
+        assert!(sends(&out).iter().any(|(to, m)| *to == p.node_id()
+            && matches!(m, DiscoveryV1::Push { records, .. } if records.contains(a.own_signed()))));
+    }
+
+    #[test]
+    fn a_full_active_view_drops_a_random_peer_with_a_disconnect() {
+        let mut a = node(0);
+        let size = a.config().active_size;
+        let peers: Vec<Gossip> = (1..=size + 1).map(node).collect();
+        let mut last = Vec::new();
+        for p in &peers {
+            a.on_connected(p.node_id(), NOW_MS);
+            last = a.on_message(
+                p.node_id(),
+                DiscoveryMsg::V1(DiscoveryV1::Neighbor {
+                    high: true,
+                    record: p.own_signed().clone(),
+                }),
+                NOW_MS,
+            );
+        }
+        assert_eq!(a.active().len(), size);
+        let dropped = sends(&last)
+            .into_iter()
+            .find(|(_, m)| *m == DiscoveryV1::Disconnect)
+            .map(|(to, _)| to)
+            .expect("a disconnect");
+        assert!(a.passive().contains(&dropped));
+        assert!(last.contains(&Out::Release(dropped)));
     }
 }

@@ -1,50 +1,50 @@
-//! Discovery: signed peer records spread by push-pull gossip over attested
-//! connections, into a catalog with events.
+//! Discovery: who is in the network and how to reach them, at a cost per
+//! node that does not grow with the network.
 //!
-//! Everything here is protocol state without I/O (in the manner of
-//! quinn-proto): the transport feeds [`Gossip`] `(now, input)` and carries out
-//! the [`Out`]puts. Time is always an explicit `now_ms`, Unix milliseconds.
+//! Everything here except the driver is protocol state without I/O (in the
+//! manner of quinn-proto): the transport feeds [`Gossip`] `(now, input)` and
+//! carries out the [`Out`]puts. Time is always an explicit `now_ms`.
 //!
 //! - [`record`]: [`PeerRecord`], signed with the node's RA-TLS key into a
-//!   [`SignedRecord`]; [`SignedRecord::verify`] yields a [`VerifiedRecord`],
-//!   the only thing the catalog accepts.
-//! - [`catalog`]: the [`Catalog`] of verified peers and its [`CatalogEvent`]s.
+//!   [`SignedRecord`]; only a [`VerifiedRecord`] enters the catalog.
+//! - [`catalog`]: the bounded [`Catalog`] of verified peers, its
+//!   [`CatalogEvent`]s and the fixed-size bucket summary anti-entropy uses.
+//! - [`view`]: HyParView's active and passive views.
 //! - [`gossip`]: the wire messages ([`DiscoveryMsg`]) and the [`Gossip`] state
-//!   machine.
+//!   machine: membership (HyParView), dissemination (eager push along the
+//!   active view, bucketed anti-entropy behind it), failure detection (SWIM
+//!   probes, suspicion, refutation).
+//! - [`sim`]: the same state machine on a simulated network, for tests and
+//!   the scaling benchmark.
+//! - the driver: [`Discovery`], the protocol handler that runs it on a
+//!   [`Network`](crate::network::Network).
 //!
 //! # Driving [`Gossip`] from a transport
 //!
-//! 1. At start: [`Gossip::new`] with the node's RA-TLS identity, its
-//!    [`LocalInfo`] and a [`GossipConfig`]; dial the bootstrap addresses from
-//!    the configuration (their node ids are unknown until the handshake).
-//! 2. When a connection has passed admission (RA-TLS verdict and ticket):
-//!    [`Gossip::on_connected`] with the peer's verified node id. Never
-//!    before: gossip trusts that only admitted peers reach it.
+//! 1. At start: [`Gossip::new`]; dial the bootstrap addresses (their node ids
+//!    are unknown until the handshake). The first admitted peer becomes the
+//!    contact the node joins through.
+//! 2. When a connection has passed admission: [`Gossip::on_connected`];
+//!    when it closes: [`Gossip::on_disconnected`]; when a dial asked for
+//!    fails: [`Gossip::on_connect_failed`].
 //! 3. For each frame on a peer's discovery stream: [`DiscoveryMsg::decode`]
 //!    (a failure is a protocol violation on that stream), then
 //!    [`Gossip::on_message`] with the connection's node id as `from`.
-//! 4. When the connection closes: [`Gossip::on_disconnected`].
-//! 5. Timers: call [`Gossip::on_tick`] when [`Gossip::poll_timeout`] is due
-//!    (or simply every `interval`).
-//! 6. When local information changes (new address, new service):
-//!    [`Gossip::set_local`]. On shutdown: [`Gossip::depart`], send its
-//!    messages, then close connections with the `Departed` code.
-//! 7. Every call returns `Vec<Out>`, to execute in order:
-//!    [`Out::Send`] → encode and write a frame to that peer (drop it if the
-//!    peer is gone, or if its bounded send queue is full: gossip repairs
-//!    loss); [`Out::Event`] → publish to subscribers and metrics;
-//!    [`Out::Connect`] → dial unless connected or dialing already, admit as
-//!    usual, and check the admitted node id is the one asked for.
-//!
-//! [`GossipStats`] and [`Catalog::len`] / [`Catalog::refused`] feed metrics.
+//! 4. Timers: [`Gossip::on_tick`] when [`Gossip::poll_timeout`] is due (or on
+//!    a fixed short tick).
+//! 5. Outputs, in order: [`Out::Send`] → queue a frame (drop on a full queue:
+//!    the protocol repairs loss); [`Out::Event`] → publish;
+//!    [`Out::Connect`] → dial and admit as usual; [`Out::Keep`] /
+//!    [`Out::Release`] → hold / let go the connection of an active peer.
 
 pub mod catalog;
 mod driver;
 pub mod gossip;
 pub mod record;
+#[doc(hidden)]
+pub mod sim;
+pub mod view;
 
-#[cfg(test)]
-mod sim;
 #[cfg(test)]
 mod testkit;
 
@@ -52,5 +52,6 @@ pub use catalog::{Catalog, CatalogEvent, DepartReason, Peer};
 pub use driver::{Discovery, DiscoveryError, DiscoveryOptions};
 pub use gossip::{
     DiscoveryMsg, DiscoveryV1, Gossip, GossipConfig, GossipStats, LocalInfo, MsgError, Out,
+    RecordVerifier,
 };
 pub use record::{PeerRecord, RecordError, SignedRecord, VerifiedRecord};

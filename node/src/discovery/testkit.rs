@@ -7,7 +7,8 @@ use tessella_attestation::dev::{DevPki, DevQuoteProvider, DevTd};
 use tessella_attestation::identity::NetworkId;
 use tessella_attestation::ratls::{issue, RatlsIdentity};
 
-use super::record::{PeerRecord, SignedRecord, VerifiedRecord};
+use super::gossip::RecordVerifier;
+use super::record::{PeerRecord, RecordError, SignedRecord, VerifiedRecord};
 
 /// Test time, Unix seconds.
 pub(crate) const NOW: u64 = 1_800_000_000;
@@ -57,4 +58,27 @@ pub(crate) fn verified(record: &PeerRecord, id: &RatlsIdentity) -> VerifiedRecor
         .expect("signs")
         .verify(&network(), record.issued_at, 60)
         .expect("verifies")
+}
+
+/// Checks records as the node does (signature, network, time).
+#[derive(Debug)]
+pub(crate) struct TestVerifier;
+
+impl RecordVerifier for TestVerifier {
+    fn verify(
+        &self,
+        signed: &SignedRecord,
+        now_ms: u64,
+    ) -> Result<Arc<VerifiedRecord>, RecordError> {
+        signed.verify(&network(), now_ms / 1000, 10).map(Arc::new)
+    }
+
+    fn expires(&self, _record: &VerifiedRecord) -> u64 {
+        u64::MAX
+    }
+}
+
+/// The verifier test nodes use.
+pub(crate) fn verifier() -> Arc<dyn RecordVerifier> {
+    Arc::new(TestVerifier)
 }

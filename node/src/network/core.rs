@@ -182,6 +182,21 @@ impl Core {
     }
 
     /// Close `peer`'s connection (if any) with `code`.
+    /// Close `peer`'s connection unless a subsystem holds it open.
+    pub(crate) fn release(&self, peer: &NodeId) {
+        let conn = {
+            let table = self.table();
+            table
+                .get(peer)
+                .filter(|s| s.pins == 0)
+                .map(|s| s.conn.clone())
+        };
+        if let Some(conn) = conn {
+            tracing::debug!(peer = %peer, "closing a released connection");
+            close(&conn, CloseCode::Normal, "released");
+        }
+    }
+
     pub(crate) fn close_peer(&self, peer: &NodeId, code: CloseCode, reason: &str) {
         if let Some(conn) = self.connection(peer) {
             close(&conn, code, reason);

@@ -188,6 +188,14 @@ impl PeerHandle {
         self.core.send_to_wait(self.node, family, msg).await
     }
 
+    /// Close the peer's connection now unless a subsystem holds it open with
+    /// [`PeerHandle::keep_alive`]: for a protocol that opened it for itself
+    /// and no longer needs it (discovery, when a peer leaves its active
+    /// view), so connections do not linger until the idle timeout.
+    pub fn release(&self) {
+        self.core.release(&self.node);
+    }
+
     /// Hold the peer's current connection open while the guard lives, even
     /// when no stream is opened on it (a long-lived subscription).
     pub fn keep_alive(&self) -> KeepAlive {

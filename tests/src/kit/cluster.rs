@@ -370,7 +370,11 @@ impl NodeOptions {
         spec.discovery.interval = self.gossip_interval;
         spec.discovery.peer_ttl = self.peer_ttl;
         spec.discovery.max_catalog = self.limits.max_catalog;
-        spec.discovery.max_connections = self.limits.max_peers;
+        // Failure detection, anti-entropy and reconnection scaled to the
+        // probe period, so tests see them within seconds.
+        spec.discovery.suspicion_timeout = self.gossip_interval * 10;
+        spec.discovery.sync_interval = self.gossip_interval * 2;
+        spec.discovery.reconnect_interval = self.gossip_interval * 10;
         spec.discovery.event_queue = self.limits.event_queue;
         spec.limits = self.limits;
         spec.collateral = self.collateral;
