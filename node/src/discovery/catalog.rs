@@ -383,12 +383,12 @@ mod tests {
         // Equal and older versions change nothing.
         assert_eq!(cat.apply(verified(&v2, peer), NOW_MS), None);
         let mut v1 = record_for(peer, 1, NOW);
-        v1.services = vec!["older".into()];
+        v1.software = "older".into();
         assert_eq!(cat.apply(verified(&v1, peer), NOW_MS), None);
         assert_eq!(cat.get(&peer.node_id()).map(|p| p.record()), Some(&v2));
         // A newer one replaces.
         let mut v3 = record_for(peer, 3, NOW + 1);
-        v3.services = vec!["newer".into()];
+        v3.software = "newer".into();
         let ev = cat.apply(verified(&v3, peer), NOW_MS + 1000);
         assert_eq!(ev, Some(CatalogEvent::Updated(v3.clone())));
         assert_eq!(cat.version_of(&peer.node_id()), Some(3));

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::{CatalogEvent, DiscoveryMsg, Gossip, GossipConfig, LocalInfo, Out, PeerRecord};
+use super::{
+    CatalogEvent, DiscoveryMsg, Gossip, GossipConfig, LocalInfo, Out, PeerRecord, RecordCheck,
+};
 use crate::id::{NodeId, Tag};
 use crate::network::{
     AddressBook, FullPolicy, HandlerFuture, IncomingUni, Network, OutboxPolicy, PeerInfo,
@@ -78,7 +80,9 @@ impl Discovery {
     /// Start discovery on `net`: register the handler, become its address
     /// book, and run gossip rounds every `opts.interval`.
     pub fn start(net: &Network, opts: DiscoveryOptions) -> Result<Arc<Discovery>, DiscoveryError> {
-        let mut config = GossipConfig::new(net.network_id());
+        // Records are checked with the validator Hellos are checked with: one
+        // set of trusted issuers. The skew is set from `config.max_skew`.
+        let mut config = GossipConfig::new(RecordCheck::new(net.ticket_validator(), 0));
         config.interval = opts.interval;
         config.peer_ttl = opts.peer_ttl;
         config.max_entries = opts.max_catalog;
@@ -91,6 +95,7 @@ impl Discovery {
                 addrs: vec![net.local_addr()],
                 tags: opts.tags.iter().map(|t| t.0).collect(),
                 services: Vec::new(),
+                ticket: net.ticket(),
                 software: format!("tessella {}", env!("CARGO_PKG_VERSION")),
             },
             config,
@@ -111,6 +116,35 @@ impl Discovery {
 
     fn gossip(&self) -> MutexGuard<'_, Gossip> {
         self.gossip.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Re-sign this node's record when the transport's ticket changed
+    /// (installed, renewed): peers refuse a record whose ticket expired, so
+    /// the record must carry the current one.
+    fn follow_ticket(&self, now_ms: u64) -> Vec<Out> {
+        let ticket = self.net.ticket();
+        let mut gossip = self.gossip();
+        let own = gossip.own_record();
+        if own.ticket == ticket || gossip.is_departed() {
+            return Vec::new();
+        }
+        let local = LocalInfo {
+            addrs: own.addrs.clone(),
+            tags: own.tags.clone(),
+            services: own.services.clone(),
+            ticket,
+            software: own.software.clone(),
+        };
+        match gossip.set_local(local, now_ms) {
+            Ok(outs) => {
+                tracing::debug!("discovery: record re-signed with the renewed ticket");
+                outs
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "discovery: cannot re-sign the record with the new ticket");
+                Vec::new()
+            }
+        }
     }
 
     /// Known peers (connected or learned through gossip), excluding self.
@@ -282,7 +316,9 @@ async fn rounds(me: Weak<Discovery>, net: Network, interval: Duration) {
             return;
         }
         let Some(me) = me.upgrade() else { return };
-        let outs = me.gossip().on_tick(net.now_ms());
+        let now = net.now_ms();
+        let mut outs = me.follow_ticket(now);
+        outs.extend(me.gossip().on_tick(now));
         me.dispatch(outs);
     }
 }

@@ -48,11 +48,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tessella_attestation::identity::{NetworkId, NodeId};
+use tessella_attestation::identity::NodeId;
 use tessella_attestation::ratls::RatlsIdentity;
 
 use super::catalog::{Catalog, CatalogEvent};
-use super::record::{wire_id, PeerRecord, RecordError, SignedRecord};
+use super::record::{wire_id, PeerRecord, RecordCheck, RecordError, SignedRecord};
+use super::service::Service;
 
 /// Most entries in a [`DiscoveryV1::Digest`].
 pub const MAX_DIGEST_ENTRIES: usize = 1536;
@@ -63,7 +64,7 @@ pub const MAX_WANT: usize = 256;
 /// Largest catalog a [`Gossip`] keeps, so that its digest (live peers,
 /// tombstones up to half as many, itself) stays within [`MAX_DIGEST_ENTRIES`].
 pub const MAX_CATALOG_ENTRIES: usize = 1022;
-/// Smallest message budget (a maximal signed record is about 8.6 KiB).
+/// Smallest message budget (a maximal signed record is about 11.8 KiB).
 pub const MIN_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// A discovery message. Versioned: a later protocol adds `V2`.
@@ -197,8 +198,10 @@ pub struct LocalInfo {
     pub addrs: Vec<SocketAddr>,
     /// Tags.
     pub tags: Vec<[u8; 32]>,
-    /// Offered streams and groups.
-    pub services: Vec<String>,
+    /// Offered streams, groups, collections and functions.
+    pub services: Vec<Service>,
+    /// This node's ticket, as presented in its Hello.
+    pub ticket: String,
     /// Software name and version.
     pub software: String,
 }
@@ -207,8 +210,9 @@ pub struct LocalInfo {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GossipConfig {
-    /// The network records must belong to.
-    pub network: NetworkId,
+    /// What peers' records must satisfy (network, trusted ticket issuers);
+    /// its `max_skew_secs` follows `max_skew` below.
+    pub check: RecordCheck,
     /// Time between gossip rounds. Default 1 s.
     pub interval: Duration,
     /// Connected peers sent our digest each round. Default 3, at least 1.
@@ -238,10 +242,10 @@ pub struct GossipConfig {
 }
 
 impl GossipConfig {
-    /// Defaults for `network`.
-    pub fn new(network: NetworkId) -> GossipConfig {
+    /// Defaults for records checked by `check`.
+    pub fn new(check: RecordCheck) -> GossipConfig {
         GossipConfig {
-            network,
+            check,
             interval: Duration::from_secs(1),
             fanout: 3,
             peer_ttl: Duration::from_secs(30),
@@ -270,6 +274,8 @@ impl GossipConfig {
                 "discovery: message budget raised to fit one maximal record; frames must allow it"
             );
         }
+        // One knob for skew: the TTL slack and record verification agree.
+        self.check.max_skew_secs = self.max_skew.as_secs();
         self.fanout = self.fanout.max(1);
         self.max_entries = self.max_entries.clamp(1, MAX_CATALOG_ENTRIES);
         self.refresh_interval = self.refresh_interval.min(self.peer_ttl / 2);
@@ -341,10 +347,11 @@ impl Gossip {
         let me = identity.node_id();
         let own = PeerRecord {
             node_id: me,
-            network: config.network,
+            network: config.check.network,
             addrs: local.addrs.clone(),
             tags: local.tags.clone(),
             services: local.services.clone(),
+            ticket: local.ticket.clone(),
             version: now_ms,
             issued_at: now_ms / 1000,
             software: local.software.clone(),
@@ -613,7 +620,7 @@ impl Gossip {
     fn reissue(&mut self, now_ms: u64, departing: bool) -> Result<(), RecordError> {
         let record = PeerRecord {
             node_id: self.node_id(),
-            network: self.config.network,
+            network: self.config.check.network,
             addrs: if departing {
                 Vec::new()
             } else {
@@ -621,6 +628,7 @@ impl Gossip {
             },
             tags: self.local.tags.clone(),
             services: self.local.services.clone(),
+            ticket: self.local.ticket.clone(),
             version: now_ms.max(self.own.version.saturating_add(1)),
             issued_at: now_ms / 1000,
             software: self.local.software.clone(),
@@ -700,8 +708,7 @@ impl Gossip {
             self.catalog.count_refusal();
             return None;
         }
-        let skew = self.config.max_skew.as_secs();
-        let verified = match signed.verify(&self.config.network, now_ms / 1000, skew) {
+        let verified = match signed.verify(&self.config.check, now_ms / 1000) {
             Ok(v) => v,
             Err(e) => return self.invalid(from, &e),
         };
@@ -823,26 +830,28 @@ impl Gossip {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::testkit::{identities, network, record_for, NOW, NOW_MS};
+    use crate::discovery::record::MAX_RECORD_TICKET_LEN;
+    use crate::discovery::service::StreamRole;
+    use crate::discovery::testkit::{identities, record_check, record_for, ticket, NOW, NOW_MS};
+    use crate::id::StreamId;
 
-    fn local(port: u16) -> LocalInfo {
+    fn local(id: &RatlsIdentity, port: u16) -> LocalInfo {
         LocalInfo {
             addrs: vec![SocketAddr::from(([127, 0, 0, 1], port))],
             tags: vec![[1; 32]],
-            services: vec!["orders".into()],
+            services: vec![Service::Stream {
+                id: StreamId::from_name("orders"),
+                role: StreamRole::Producer,
+            }],
+            ticket: ticket(id),
             software: "tessella-test".into(),
         }
     }
 
     fn node(i: usize) -> Gossip {
         let id = identities(i + 1).pop().expect("identity");
-        Gossip::new(
-            id,
-            local(5000 + i as u16),
-            GossipConfig::new(network()),
-            NOW_MS,
-        )
-        .expect("gossip")
+        let local = local(&id, 5000 + i as u16);
+        Gossip::new(id, local, GossipConfig::new(record_check()), NOW_MS).expect("gossip")
     }
 
     fn sends(out: &[Out]) -> Vec<(NodeId, DiscoveryV1)> {
@@ -917,7 +926,7 @@ mod tests {
         assert_eq!(first.version, NOW_MS);
         assert_eq!(
             g.own_signed()
-                .verify(&network(), NOW, 0)
+                .verify(&record_check(), NOW)
                 .expect("verifies")
                 .record(),
             &first
@@ -927,20 +936,25 @@ mod tests {
         g.on_tick(later);
         assert_eq!(g.own_record().version, later);
         // Even when the clock does not move, versions do.
-        g.set_local(local(9), later).expect("re-signs");
+        let id = identities(1).pop().expect("identity");
+        g.set_local(local(&id, 9), later).expect("re-signs");
         assert_eq!(g.own_record().version, later + 1);
-        assert_eq!(g.own_record().addrs, local(9).addrs);
+        assert_eq!(g.own_record().addrs, local(&id, 9).addrs);
         let err = g
             .set_local(
                 LocalInfo {
-                    services: vec!["x".repeat(1000)],
-                    ..local(9)
+                    ticket: "x".repeat(MAX_RECORD_TICKET_LEN + 1),
+                    ..local(&id, 10)
                 },
                 later,
             )
             .expect_err("too long");
         assert_eq!(err.code(), "too_long");
-        assert_eq!(g.own_record().addrs, local(9).addrs, "unchanged on error");
+        assert_eq!(
+            g.own_record().addrs,
+            local(&id, 9).addrs,
+            "unchanged on error"
+        );
     }
 
     #[test]
@@ -993,14 +1007,15 @@ mod tests {
         let ids = identities(3);
         let mut g = Gossip::new(
             ids[0].clone(),
-            local(1),
-            GossipConfig::new(network()),
+            local(&ids[0], 1),
+            GossipConfig::new(record_check()),
             NOW_MS,
         )
         .expect("gossip");
         let rec = |i: usize| {
             let mut r = record_for(&ids[i], 1, NOW);
-            r.services = vec!["x".repeat(120); 60];
+            // Only sizes matter here: a long (invalid) ticket makes big records.
+            r.ticket = "x".repeat(7000);
             SignedRecord::sign(&r, &ids[i]).expect("signs")
         };
         let big: Vec<SignedRecord> = (0..20).map(|i| rec(1 + i % 2)).collect();
@@ -1041,8 +1056,8 @@ mod tests {
         let ids = identities(2);
         let mut g = Gossip::new(
             ids[0].clone(),
-            local(1),
-            GossipConfig::new(network()),
+            local(&ids[0], 1),
+            GossipConfig::new(record_check()),
             NOW_MS,
         )
         .expect("gossip");

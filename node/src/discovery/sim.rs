@@ -9,7 +9,9 @@ use tessella_attestation::identity::NodeId;
 use super::catalog::{CatalogEvent, DepartReason};
 use super::gossip::{DiscoveryMsg, DiscoveryV1, Gossip, GossipConfig, LocalInfo, Out};
 use super::record::SignedRecord;
-use super::testkit::{identities, network, NOW_MS};
+use super::service::{FunctionRole, Service};
+use super::testkit::{identities, record_check, ticket, NOW_MS};
+use crate::id::FunctionId;
 
 enum Action {
     Msg {
@@ -57,7 +59,11 @@ impl Sim {
                 let local = LocalInfo {
                     addrs: vec![addr_of(i)],
                     tags: vec![],
-                    services: vec![format!("svc-{i}")],
+                    services: vec![Service::Function {
+                        id: FunctionId::from_name(&format!("svc-{i}")),
+                        role: FunctionRole::Server,
+                    }],
+                    ticket: ticket(&id),
                     software: "sim".into(),
                 };
                 Gossip::new(id, local, config(i), NOW_MS).expect("gossip")
@@ -237,7 +243,7 @@ impl Sim {
 }
 
 fn defaults(_: usize) -> GossipConfig {
-    GossipConfig::new(network())
+    GossipConfig::new(record_check())
 }
 
 /// A star: every node connects only to node 0, then gossip and dials do the rest.
@@ -283,7 +289,7 @@ fn thirty_nodes_from_one_bootstrap_converge() {
 fn thirty_nodes_converge_through_relays_alone() {
     // No dials: records of far nodes only arrive relayed by neighbours.
     let mut sim = star(30, |_| {
-        let mut c = GossipConfig::new(network());
+        let mut c = GossipConfig::new(record_check());
         c.auto_connect = false;
         c
     });
@@ -299,7 +305,7 @@ fn thirty_nodes_converge_through_relays_alone() {
 #[test]
 fn a_chain_converges_transitively_and_stays_alive() {
     let mut sim = Sim::new(6, |_| {
-        let mut c = GossipConfig::new(network());
+        let mut c = GossipConfig::new(record_check());
         c.auto_connect = false;
         c
     });
@@ -531,7 +537,7 @@ fn a_silently_dead_node_is_purged_after_the_ttl() {
 #[test]
 fn catalog_capacity_holds_under_gossip() {
     let mut sim = star(8, |_| {
-        let mut c = GossipConfig::new(network());
+        let mut c = GossipConfig::new(record_check());
         c.max_entries = 3;
         c
     });
@@ -550,7 +556,7 @@ fn catalog_capacity_holds_under_gossip() {
 fn dials_are_bounded_and_retried() {
     // A newcomer with a budget of 2 connections joins while every dial fails.
     let mut sim6 = Sim::new(6, |i| {
-        let mut c = GossipConfig::new(network());
+        let mut c = GossipConfig::new(record_check());
         if i == 5 {
             c.max_connections = 2;
         }
