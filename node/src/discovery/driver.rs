@@ -80,9 +80,10 @@ impl Discovery {
     /// Start discovery on `net`: register the handler, become its address
     /// book, and run gossip rounds every `opts.interval`.
     pub fn start(net: &Network, opts: DiscoveryOptions) -> Result<Arc<Discovery>, DiscoveryError> {
-        // Records are checked with the validator Hellos are checked with: one
-        // set of trusted issuers. The skew is set from `config.max_skew`.
-        let mut config = GossipConfig::new(RecordCheck::new(net.ticket_validator(), 0));
+        // Records are checked like Hellos: the same trusted issuers and the
+        // same revocations. The skew is set from `config.max_skew`.
+        let check = RecordCheck::new(net.ticket_validator(), 0).with_revocations(net.revocations());
+        let mut config = GossipConfig::new(check);
         config.interval = opts.interval;
         config.peer_ttl = opts.peer_ttl;
         config.max_entries = opts.max_catalog;

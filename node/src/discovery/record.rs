@@ -46,6 +46,7 @@ use tessella_attestation::ticket::MAX_TICKET_LEN;
 use tessella_attestation::{TicketClaims, TicketError, TicketValidator};
 
 use super::service::Service;
+use crate::admission::RevocationView;
 
 /// Domain separation prefix of record signatures: a signature made for a
 /// discovery record is never valid for anything else signed with the node key.
@@ -133,6 +134,10 @@ pub struct RecordCheck {
     pub validator: TicketValidator,
     /// Tolerated clock difference for `issued_at`, seconds.
     pub max_skew_secs: u64,
+    /// Revoked tickets and nodes: a record whose ticket is covered is
+    /// refused, so a revoked node drops out of catalogs as its last record
+    /// ages out. `None`: no revocation list.
+    pub revoked: Option<RevocationView>,
 }
 
 impl RecordCheck {
@@ -144,7 +149,14 @@ impl RecordCheck {
             network: NetworkId::from_name(validator.audience()),
             validator,
             max_skew_secs,
+            revoked: None,
         }
+    }
+
+    /// Also refuse records whose ticket `revoked` covers.
+    pub fn with_revocations(mut self, revoked: RevocationView) -> RecordCheck {
+        self.revoked = Some(revoked);
+        self
     }
 }
 
@@ -218,6 +230,12 @@ pub enum RecordError {
     /// another node's or another network's ticket, expired, malformed.
     #[error("record ticket refused: {0}")]
     Ticket(TicketError),
+    /// The record's ticket, or its node, was revoked on this node.
+    #[error("record of node {node} carries a revoked ticket")]
+    Revoked {
+        /// The record's node.
+        node: NodeId,
+    },
     /// The local key could not sign.
     #[error("signing the record failed: {0}")]
     Sign(RatlsError),
@@ -236,6 +254,7 @@ impl RecordError {
             RecordError::WrongNetwork { .. } => "wrong_network",
             RecordError::FromTheFuture { .. } => "from_the_future",
             RecordError::Ticket(e) => ticket_code(e),
+            RecordError::Revoked { .. } => "revoked",
             RecordError::Sign(_) => "sign",
         }
     }
@@ -368,7 +387,8 @@ impl SignedRecord {
     /// record's node id is the id of the signing key), issue time (not in the
     /// future beyond `check.max_skew_secs`), signature, and last the ticket:
     /// signed by a trusted issuer, for this node (`sub`) and this network
-    /// (`aud`), valid at `now_secs` within the validator's leeway.
+    /// (`aud`), valid at `now_secs` within the validator's leeway, and not
+    /// revoked (if `check.revoked` is set).
     pub fn verify(
         &self,
         check: &RecordCheck,
@@ -415,6 +435,11 @@ impl SignedRecord {
             .validator
             .validate(&record.ticket, Some(&record.node_id.to_string()), now_secs)
             .map_err(RecordError::Ticket)?;
+        if check.revoked.as_ref().is_some_and(|r| r.covers(&claims)) {
+            return Err(RecordError::Revoked {
+                node: record.node_id,
+            });
+        }
         Ok(VerifiedRecord {
             record,
             signed: self.clone(),
@@ -708,6 +733,35 @@ mod tests {
             .verify(&record_check(), NOW)
             .expect_err("refused");
         assert_eq!(err.code(), "ticket_malformed", "{err}");
+    }
+
+    #[test]
+    fn a_revoked_node_or_ticket_is_refused() {
+        let ids = identities(2);
+        let (_, _, s) = signed(0);
+        let mut revocations = crate::admission::Revocations::default();
+        assert!(revocations.revoke(&ids[1].node_id().to_string()));
+        let check = record_check().with_revocations(revocations.into());
+        // Another node's revocation does not touch this record.
+        assert!(s.verify(&check, NOW).is_ok());
+        let err = with_ticket(&ids[1], ticket_for(&ids[1], TICKET_EXP))
+            .verify(&check, NOW)
+            .expect_err("refused");
+        assert_eq!(
+            err,
+            RecordError::Revoked {
+                node: ids[1].node_id()
+            }
+        );
+        assert_eq!(err.code(), "revoked");
+        // By ticket id, and live: revoking after the check was built counts.
+        let view = crate::admission::RevocationView::default();
+        let check = record_check().with_revocations(view.clone());
+        let claims = claims_for(&ids[0], TICKET_EXP).with_jti("t-1");
+        let s = with_ticket(&ids[0], issuer().issue(&claims).expect("issues"));
+        assert!(s.verify(&check, NOW).is_ok());
+        assert!(view.lock().revoke("t-1"));
+        assert_eq!(s.verify(&check, NOW).map_err(|e| e.code()), Err("revoked"));
     }
 
     #[test]

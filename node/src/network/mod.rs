@@ -179,6 +179,12 @@ impl Network {
         self.core.revoke(id)
     }
 
+    /// The live list of revoked tickets and node ids, for subsystems that
+    /// check tickets in their own messages (see [`Network::revoke`]).
+    pub fn revocations(&self) -> crate::admission::RevocationView {
+        self.core.revoked.clone()
+    }
+
     /// When this node's ticket expires (0: none installed).
     pub fn ticket_expires(&self) -> u64 {
         self.core.own_ticket().1
