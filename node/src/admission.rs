@@ -134,6 +134,31 @@ impl Revocations {
     }
 }
 
+/// A live, read-only view of a node's [`Revocations`], for subsystems that
+/// check tickets carried in their own messages (discovery records): a
+/// revocation applies to them the moment it is made, with no copy to refresh.
+#[derive(Debug, Clone, Default)]
+pub struct RevocationView(Arc<std::sync::Mutex<Revocations>>);
+
+impl RevocationView {
+    /// Whether `claims` is revoked now.
+    pub fn covers(&self, claims: &TicketClaims) -> bool {
+        self.lock().covers(claims)
+    }
+
+    /// The list itself, for the transport that owns it (to revoke).
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Revocations> {
+        // A panic while holding the lock leaves a set of strings, still valid.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl From<Revocations> for RevocationView {
+    fn from(revocations: Revocations) -> Self {
+        RevocationView(Arc::new(std::sync::Mutex::new(revocations)))
+    }
+}
+
 /// Decide whether the peer behind `identity` that sent `hello` is admitted.
 pub fn admit(
     identity: Arc<PeerIdentity>,

@@ -2060,8 +2060,8 @@ mod tests {
     #[test]
     fn durations() {
         let c = NodeConfig::default();
-        assert_eq!(c.discovery.gossip_interval(), Duration::from_millis(500));
-        assert_eq!(c.discovery.peer_ttl(), Duration::from_secs(30));
+        assert_eq!(c.discovery.gossip_interval(), Duration::from_secs(1));
+        assert_eq!(c.discovery.peer_ttl(), Duration::from_secs(3600));
         assert_eq!(c.identity.cert_lifetime(), Duration::from_secs(86_400));
     }
 }

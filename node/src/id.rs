@@ -1,23 +1,25 @@
 //! Intent-addressed identifiers.
 //!
 //! Every identifier is 32 bytes. Those named by people ([`NetworkId`],
-//! [`StreamId`], [`GroupId`], [`StoreId`], [`Tag`]) are blake3 `derive_key`
-//! outputs of the name under a context string of their own kind, so the same
-//! name gives the same id on every node, and the same name gives unrelated ids
-//! across kinds (a stream and a group both called `orders` never collide). A
-//! [`NodeId`] is derived from the node's TLS key instead (see
-//! `tessella-attestation`).
+//! [`StreamId`], [`GroupId`], [`StoreId`], [`FunctionId`], [`Tag`]) are
+//! blake3 `derive_key` outputs of the name under a context string of their own
+//! kind, so the same name gives the same id on every node, and the same name
+//! gives unrelated ids across kinds (a stream and a group both called `orders`
+//! never collide). A [`NodeId`] is derived from the node's TLS key instead
+//! (see `tessella-attestation`).
 //!
-//! | kind        | derived from     | blake3 `derive_key` context |
-//! |-------------|------------------|-----------------------------|
-//! | [`NodeId`]    | SPKI DER of the TLS key | `tessella node id v1`    |
-//! | [`NetworkId`] | network name     | `tessella network id v1`    |
-//! | [`StreamId`]  | stream name      | `tessella stream id v1`     |
-//! | [`GroupId`]   | group name       | `tessella group id v1`      |
-//! | [`StoreId`]   | collection name  | `tessella store id v1`      |
-//! | [`Tag`]       | tag name         | `tessella tag v1`           |
+//! | kind           | derived from            | blake3 `derive_key` context |
+//! |----------------|-------------------------|-----------------------------|
+//! | [`NodeId`]     | SPKI DER of the TLS key | `tessella node id v1`       |
+//! | [`NetworkId`]  | network name            | `tessella network id v1`    |
+//! | [`StreamId`]   | stream name             | `tessella stream id v1`     |
+//! | [`GroupId`]    | group name              | `tessella group id v1`      |
+//! | [`StoreId`]    | collection name         | `tessella store id v1`      |
+//! | [`FunctionId`] | function name           | `tessella function id v1`   |
+//! | [`Tag`]        | tag name                | `tessella tag v1`           |
 //!
-//! A stream's id comes from its declared name, never from a Rust type name.
+//! A stream's (or function's) id comes from its declared name, never from a
+//! Rust type name.
 //!
 //! Text form: 64 lowercase hex digits (`Display`, `FromStr`); `Debug` shows the
 //! kind and the first 16 digits. Serde: a hex string in human-readable formats
@@ -204,6 +206,13 @@ named_id!(
     "tessella store id v1"
 );
 named_id!(
+    /// A function (typed request/response) served by any number of nodes,
+    /// named by its declared name (never a Rust type name).
+    FunctionId,
+    "function id",
+    "tessella function id v1"
+);
+named_id!(
     /// A node tag (`gpu`, `region-eu`), advertised in peer records and used in
     /// subscription predicates.
     Tag,
@@ -356,6 +365,7 @@ mod tests {
             StreamId::from_name(name).0,
             GroupId::from_name(name).0,
             StoreId::from_name(name).0,
+            FunctionId::from_name(name).0,
             Tag::from_name(name).0,
             NetworkId::from_name(name).0,
             NodeId::from_spki(name.as_bytes()).0,
@@ -386,6 +396,10 @@ mod tests {
                 "7a87dec5b8fcf0ccfec16200885f344c5bcdc17e82c54b072711ec81e04753a3",
             ),
             (
+                FunctionId::from_name("orders").to_string(),
+                "a575db945512eab6180d98b78d0e69cd16252b5aa828b5aefe22efadf1028bc3",
+            ),
+            (
                 Tag::from_name("orders").to_string(),
                 "7bee0ef07b482fd5fc6b0fefadbae1782521d2a59542f797839241726d86b6d2",
             ),
@@ -396,6 +410,10 @@ mod tests {
         assert_eq!(
             StreamId::from_name("orders").0,
             blake3::derive_key("tessella stream id v1", b"orders")
+        );
+        assert_eq!(
+            FunctionId::from_name("orders").0,
+            blake3::derive_key("tessella function id v1", b"orders")
         );
     }
 

@@ -6,9 +6,9 @@ use tessella_attestation::{Collateral, Quote, VerifyError};
 
 use crate::admin::{
     AdminBackend, AttestationView, CollateralAccepted, CollateralRejected, NodeMode, NodeStatus,
-    PeerView, Readiness, ReadinessCheck, VerdictView,
+    PeerView, Readiness, ReadinessCheck, ServiceView, VerdictView,
 };
-use crate::discovery::Discovery;
+use crate::discovery::{Discovery, Service};
 use crate::network::Network;
 
 /// Serves a [`Network`] to the admin API.
@@ -172,6 +172,7 @@ pub fn peer_views(network: &Network, discovery: &Discovery) -> Vec<PeerView> {
                 verdict: conn.map(|c| verdict(&c.identity)),
                 ticket_expires: conn.map(|c| c.ticket_expires),
                 tags: record.tags.iter().map(hex::encode).collect(),
+                services: record.services.iter().map(service_view).collect(),
                 last_seen_secs_ago: seen_secs_ago,
             }
         })
@@ -187,10 +188,53 @@ pub fn peer_views(network: &Network, discovery: &Discovery) -> Vec<PeerView> {
                 verdict: Some(verdict(&c.identity)),
                 ticket_expires: Some(c.ticket_expires),
                 tags: Vec::new(),
+                services: Vec::new(),
                 last_seen_secs_ago: 0,
             });
         }
     }
     views.sort_by(|a, b| a.node_id.cmp(&b.node_id));
     views
+}
+
+/// A record's service as `GET /v1/peers` shows it.
+fn service_view(service: &Service) -> ServiceView {
+    ServiceView {
+        kind: service.kind().to_string(),
+        id: hex::encode(service.id_bytes()),
+        role: service.role().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::{GroupRole, StreamRole};
+    use crate::id::{GroupId, StreamId};
+
+    #[test]
+    fn services_render_as_kind_hex_id_and_role() {
+        let views: Vec<serde_json::Value> = [
+            Service::Stream {
+                id: StreamId::from_name("orders"),
+                role: StreamRole::Producer,
+            },
+            Service::Group {
+                id: GroupId::from_name("ledger"),
+                role: GroupRole::Voter,
+            },
+        ]
+        .iter()
+        .map(|s| serde_json::to_value(service_view(s)).expect("json"))
+        .collect();
+        assert_eq!(
+            views,
+            [
+                serde_json::json!({"kind": "stream",
+                    "id": StreamId::from_name("orders").to_string(), "role": "producer"}),
+                serde_json::json!({"kind": "group",
+                    "id": GroupId::from_name("ledger").to_string(), "role": "voter"}),
+            ]
+        );
+    }
 }

@@ -9,7 +9,7 @@
 //! | `GET /health`         | none  | 200 `{"status":"ok"}` while the process answers                 | |
 //! | `GET /ready`          | none  | 200 `Readiness` `{"ready":true,"checks":[{"name","ok","detail"}]}` | 503 `Readiness` when any check fails |
 //! | `GET /v1/status`      | admin | 200 `NodeStatus` (node id, network, mode `dev`/`tdx`, uptime, version) | 401, 403 |
-//! | `GET /v1/peers`       | admin | 200 `{"peers":[PeerView]}` with each peer's verdict (measurements, TCB status, matched entry) and ticket expiry | 401, 403 |
+//! | `GET /v1/peers`       | admin | 200 `{"peers":[PeerView]}` with each peer's verdict (measurements, TCB status, matched entry), ticket expiry and services (`{kind, id, role}`) | 401, 403 |
 //! | `GET /v1/attestation` | admin | 200 `AttestationView` (own quote hex, certificate PEM, measurements) | 401, 403 |
 //! | `POST /v1/collateral` | admin | 201 `CollateralAccepted` if stored, 200 if the node already had it | 400 (bundle refused, code from the verifier), 401, 403, 413 `payload_too_large` (over 1 MiB) |
 //! | `POST /v1/ticket`     | admin | 200 `TicketInstalled` (node id, expiry): this node's own ticket, validated for its id and network | 400 (ticket refused, code from the ticket error), 401, 403, 413 |
@@ -70,7 +70,7 @@ pub use error::ApiError;
 pub use types::{
     AttestationView, CollateralAccepted, CollateralRejected, ErrorBody, ErrorDetail, NodeMode,
     NodeStatus, PeerView, PeersResponse, Readiness, ReadinessCheck, RevokeRequest, Revoked,
-    TicketInstalled, VerdictView,
+    ServiceView, TicketInstalled, VerdictView,
 };
 
 use error::Refusal;

@@ -67,6 +67,11 @@ fn peer_views() -> Vec<PeerView> {
             }),
             ticket_expires: Some(NOW + 600),
             tags: vec!["zone-a".into()],
+            services: vec![ServiceView {
+                kind: "stream".into(),
+                id: "33".repeat(32),
+                role: "producer".into(),
+            }],
             last_seen_secs_ago: 1,
         },
         PeerView {
@@ -76,6 +81,7 @@ fn peer_views() -> Vec<PeerView> {
             verdict: None,
             ticket_expires: None,
             tags: vec![],
+            services: vec![],
             last_seen_secs_ago: 17,
         },
     ]
@@ -380,6 +386,10 @@ async fn admin_status_peers_attestation_with_admin_token() {
     assert_eq!(verdict["matched_entry"], "dev-image");
     assert_eq!(verdict["measurements"]["mrtd"], "01".repeat(48));
     assert_eq!(raw["peers"][1]["verdict"], serde_json::Value::Null);
+    assert_eq!(
+        raw["peers"][0]["services"],
+        serde_json::json!([{"kind": "stream", "id": "33".repeat(32), "role": "producer"}])
+    );
 
     let reply = h.get("/v1/attestation", Some(&token)).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");

@@ -119,8 +119,25 @@ pub struct PeerView {
     pub ticket_expires: Option<u64>,
     /// Tags from its peer record.
     pub tags: Vec<String>,
+    /// Services from its peer record, in the order it lists them (empty for
+    /// a connected peer whose record has not arrived yet).
+    #[serde(default)]
+    pub services: Vec<ServiceView>,
     /// Seconds since this node last heard of it.
     pub last_seen_secs_ago: u64,
+}
+
+/// A service a peer advertises: `{"kind":"stream","id":"<64 hex>","role":"producer"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    /// `stream`, `group`, `collection` or `function`.
+    pub kind: String,
+    /// The stream, group, store or function id, 64 hex characters.
+    pub id: String,
+    /// The peer's role: `producer` or `consumer` (stream), `voter` or
+    /// `learner` (group), `writer` or `reader` (collection), `server`
+    /// (function).
+    pub role: String,
 }
 
 /// `GET /v1/peers`. An object rather than a bare list, so fields can be added.

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, Notify};
 
 use super::{
     CatalogEvent, DiscoveryMsg, DiscoveryV1, Gossip, GossipConfig, LocalInfo, Out, PeerRecord,
-    RecordError, RecordVerifier, SignedRecord, VerifiedRecord,
+    RecordCheck,
 };
 use crate::id::{NodeId, Tag};
 use crate::network::{
@@ -103,29 +103,6 @@ pub struct Discovery {
     me: Weak<Discovery>,
 }
 
-/// Checks records the way this node admits peers.
-#[derive(Debug)]
-struct NetVerifier {
-    network: crate::id::NetworkId,
-    skew_secs: u64,
-}
-
-impl RecordVerifier for NetVerifier {
-    fn verify(
-        &self,
-        signed: &SignedRecord,
-        now_ms: u64,
-    ) -> Result<Arc<VerifiedRecord>, RecordError> {
-        signed
-            .verify(&self.network, now_ms / 1000, self.skew_secs)
-            .map(Arc::new)
-    }
-
-    fn expires(&self, _record: &VerifiedRecord) -> u64 {
-        u64::MAX
-    }
-}
-
 impl Discovery {
     /// Start discovery on `net`: register the handler, become its address
     /// book, and run the protocol's timers.
@@ -143,16 +120,19 @@ impl Discovery {
         config.max_entries = opts.max_catalog;
         // Room for the frame prefix and postcard's envelope.
         config.max_message_bytes = net.max_frame().saturating_sub(1024);
-        let verifier = Arc::new(NetVerifier {
-            network: net.network_id(),
-            skew_secs: config.max_skew.as_secs(),
-        });
+        // Records are checked like Hellos: the same trusted issuers and the
+        // same revocations.
+        let verifier = Arc::new(
+            RecordCheck::new(net.ticket_validator(), config.max_skew.as_secs())
+                .with_revocations(net.revocations()),
+        );
         let gossip = Gossip::new(
             net.certificate(),
             LocalInfo {
                 addrs: vec![net.local_addr()],
                 tags: opts.tags.iter().map(|t| t.0).collect(),
                 services: Vec::new(),
+                ticket: net.ticket(),
                 software: format!("tessella {}", env!("CARGO_PKG_VERSION")),
             },
             config,
@@ -212,6 +192,35 @@ impl Discovery {
     /// Gossip counters.
     pub fn stats(&self) -> super::GossipStats {
         self.gossip().stats()
+    }
+
+    /// Re-sign this node's record when the transport's ticket changed
+    /// (installed, renewed): peers refuse a record whose ticket expired, so
+    /// the record must carry the current one.
+    fn follow_ticket(&self, now_ms: u64) -> Vec<Out> {
+        let ticket = self.net.ticket();
+        let mut gossip = self.gossip();
+        let own = gossip.own_record();
+        if own.ticket == ticket || gossip.is_departed() {
+            return Vec::new();
+        }
+        let local = LocalInfo {
+            addrs: own.addrs.clone(),
+            tags: own.tags.clone(),
+            services: own.services.clone(),
+            ticket,
+            software: own.software.clone(),
+        };
+        match gossip.set_local(local, now_ms) {
+            Ok(outs) => {
+                tracing::debug!("discovery: record re-signed with the renewed ticket");
+                outs
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "discovery: cannot re-sign the record with the new ticket");
+                Vec::new()
+            }
+        }
     }
 
     /// Active and passive views (for status and tests).
@@ -411,7 +420,8 @@ async fn timers(me: Weak<Discovery>, net: Network) {
         if now + 1 < deadline {
             continue;
         }
-        let outs = me.gossip().on_tick(now);
+        let mut outs = me.follow_ticket(now);
+        outs.extend(me.gossip().on_tick(now));
         me.dispatch(outs);
         let alone = me.gossip().active().is_empty();
         match (alone, alone_since) {

@@ -82,6 +82,7 @@ use tessella_attestation::ratls::RatlsIdentity;
 
 use super::catalog::{record_rank, Catalog, CatalogEvent, Repair, BUCKETS};
 use super::record::{wire_id, PeerRecord, RecordError, SignedRecord, VerifiedRecord};
+use super::service::Service;
 use super::view::{Rng, Views};
 
 /// Most ids in a `Shuffle` or `ShuffleReply`.
@@ -310,6 +311,20 @@ pub trait RecordVerifier: Send + Sync + std::fmt::Debug {
     fn expires(&self, record: &VerifiedRecord) -> u64;
 }
 
+impl RecordVerifier for super::record::RecordCheck {
+    fn verify(
+        &self,
+        signed: &SignedRecord,
+        now_ms: u64,
+    ) -> Result<Arc<VerifiedRecord>, RecordError> {
+        SignedRecord::verify(signed, self, now_ms / 1000).map(Arc::new)
+    }
+
+    fn expires(&self, record: &VerifiedRecord) -> u64 {
+        record.ticket_expires()
+    }
+}
+
 /// What this node says about itself (its record's contents).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalInfo {
@@ -318,7 +333,9 @@ pub struct LocalInfo {
     /// Its tags.
     pub tags: Vec<[u8; 32]>,
     /// Offered services.
-    pub services: Vec<String>,
+    pub services: Vec<Service>,
+    /// Its ticket (peers store and relay the record only with a valid one).
+    pub ticket: String,
     /// Software name and version.
     pub software: String,
 }
@@ -525,6 +542,7 @@ impl Gossip {
             addrs: local.addrs.clone(),
             tags: local.tags.clone(),
             services: local.services.clone(),
+            ticket: local.ticket.clone(),
             version: now_ms,
             issued_at: now_ms / 1000,
             software: local.software.clone(),
@@ -1453,6 +1471,7 @@ impl Gossip {
             },
             tags: self.local.tags.clone(),
             services: self.local.services.clone(),
+            ticket: self.local.ticket.clone(),
             version: now_ms.max(self.own.version.saturating_add(1)),
             issued_at: now_ms / 1000,
             software: self.local.software.clone(),
@@ -1651,6 +1670,7 @@ mod tests {
         let id = identities(i + 1)[i].clone();
         let local = LocalInfo {
             addrs: vec![SocketAddr::from(([127, 0, 0, 1], 4000 + i as u16))],
+            ticket: crate::discovery::testkit::ticket(&id),
             ..LocalInfo::default()
         };
         Gossip::new(

@@ -5,8 +5,12 @@
 //! manner of quinn-proto): the transport feeds [`Gossip`] `(now, input)` and
 //! carries out the [`Out`]puts. Time is always an explicit `now_ms`.
 //!
-//! - [`record`]: [`PeerRecord`], signed with the node's RA-TLS key into a
-//!   [`SignedRecord`]; only a [`VerifiedRecord`] enters the catalog.
+//! - [`record`]: [`PeerRecord`], carrying the node's ticket and signed with
+//!   its RA-TLS key into a [`SignedRecord`]; [`SignedRecord::verify`] against
+//!   a [`RecordCheck`] (network, trusted ticket issuers, revocations, clock
+//!   skew) yields a [`VerifiedRecord`], the only thing the catalog accepts.
+//! - [`service`]: the typed [`Service`]s a record advertises (streams, groups,
+//!   collections, functions, each with the node's role).
 //! - [`catalog`]: the bounded [`Catalog`] of verified peers, its
 //!   [`CatalogEvent`]s and the fixed-size bucket summary anti-entropy uses.
 //! - [`view`]: HyParView's active and passive views.
@@ -36,11 +40,15 @@
 //!    the protocol repairs loss); [`Out::Event`] → publish;
 //!    [`Out::Connect`] → dial and admit as usual; [`Out::Keep`] /
 //!    [`Out::Release`] → hold / let go the connection of an active peer.
+//! 6. When local information changes (new address, new service, renewed
+//!    ticket): [`Gossip::set_local`]. On shutdown: [`Gossip::depart`] and send
+//!    its messages.
 
 pub mod catalog;
 mod driver;
 pub mod gossip;
 pub mod record;
+pub mod service;
 #[doc(hidden)]
 pub mod sim;
 pub mod view;
@@ -54,4 +62,5 @@ pub use gossip::{
     DiscoveryMsg, DiscoveryV1, Gossip, GossipConfig, GossipStats, LocalInfo, MsgError, Out,
     RecordVerifier,
 };
-pub use record::{PeerRecord, RecordError, SignedRecord, VerifiedRecord};
+pub use record::{PeerRecord, RecordCheck, RecordError, SignedRecord, VerifiedRecord};
+pub use service::{CollectionRole, FunctionRole, GroupRole, Service, StreamRole};

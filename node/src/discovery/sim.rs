@@ -13,23 +13,61 @@
 //! "rounds" count in the figures.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tessella_attestation::dev::{DevPki, DevQuoteProvider, DevTd};
 use tessella_attestation::identity::{NetworkId, NodeId};
 use tessella_attestation::ratls::{issue, RatlsIdentity};
+use tessella_attestation::{TicketClaims, TicketIssuer, TicketValidator};
 
 use super::catalog::{CatalogEvent, DepartReason};
 use super::gossip::{DiscoveryMsg, Gossip, GossipConfig, LocalInfo, Out, RecordVerifier};
-use super::record::{RecordError, SignedRecord, VerifiedRecord};
+use super::record::{RecordCheck, RecordError, SignedRecord, VerifiedRecord};
 use super::view::Rng;
 
 /// Simulated start time, Unix seconds.
 pub const SIM_NOW: u64 = 1_800_000_000;
 
+/// The simulated network's name (tickets' audience).
+pub const SIM_NETWORK: &str = "discovery-sim";
+
 /// The simulated network's id.
 pub fn network() -> NetworkId {
-    NetworkId::from_name("discovery-sim")
+    NetworkId::from_name(SIM_NETWORK)
+}
+
+/// The ticket issuer every simulated node trusts.
+pub fn issuer() -> &'static TicketIssuer {
+    static ISSUER: OnceLock<TicketIssuer> = OnceLock::new();
+    ISSUER.get_or_init(
+        || match TicketIssuer::generate_es256("discovery-sim-issuer") {
+            Ok(i) => i,
+            Err(e) => panic!("issuer: {e}"),
+        },
+    )
+}
+
+/// A ticket for `id`, valid for the simulated month.
+pub fn ticket(id: &RatlsIdentity) -> String {
+    let claims = TicketClaims::new(
+        issuer().name(),
+        id.node_id().to_string(),
+        SIM_NETWORK,
+        SIM_NOW - 60,
+        SIM_NOW + 30 * 86_400,
+    );
+    match issuer().issue(&claims) {
+        Ok(t) => t,
+        Err(e) => panic!("ticket: {e}"),
+    }
+}
+
+/// What simulated records must satisfy.
+pub fn record_check() -> RecordCheck {
+    match TicketValidator::new(SIM_NETWORK, [issuer().public_key()]) {
+        Ok(v) => RecordCheck::new(v, 10),
+        Err(e) => panic!("validator: {e}"),
+    }
 }
 
 /// `n` RA-TLS identities under a dev PKI (about a millisecond each).
@@ -49,9 +87,11 @@ pub fn identities(n: usize) -> Vec<RatlsIdentity> {
         .collect()
 }
 
-/// Verifies each distinct signed record once and shares the result.
-#[derive(Debug, Default)]
+/// Verifies each distinct signed record once (signature and ticket, by
+/// [`record_check`]) and shares the result.
+#[derive(Debug)]
 pub struct SharedVerifier {
+    check: RecordCheck,
     seen: Mutex<HashMap<[u8; 32], Result<Arc<VerifiedRecord>, RecordError>>>,
     /// Distinct records verified.
     pub verified: std::sync::atomic::AtomicU64,
@@ -73,13 +113,13 @@ impl RecordVerifier for SharedVerifier {
             .or_insert_with(|| {
                 self.verified
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                signed.verify(&network(), now_ms / 1000, 10).map(Arc::new)
+                RecordVerifier::verify(&self.check, signed, now_ms)
             })
             .clone()
     }
 
-    fn expires(&self, _record: &VerifiedRecord) -> u64 {
-        u64::MAX
+    fn expires(&self, record: &VerifiedRecord) -> u64 {
+        record.ticket_expires()
     }
 }
 
@@ -165,7 +205,11 @@ impl Sim {
             inflight: Vec::new(),
             dials: Vec::new(),
             closes: Vec::new(),
-            verifier: Arc::new(SharedVerifier::default()),
+            verifier: Arc::new(SharedVerifier {
+                check: record_check(),
+                seen: Mutex::default(),
+                verified: Default::default(),
+            }),
             now: SIM_NOW * 1000,
             steps: 0,
             sent: Vec::new(),
@@ -193,6 +237,7 @@ impl Sim {
                 4433,
             ))],
             software: "sim".into(),
+            ticket: ticket(&id),
             ..LocalInfo::default()
         };
         let node = match Gossip::new(
@@ -513,10 +558,12 @@ mod tests {
     fn a_new_record_floods_to_everyone_within_a_few_hops() {
         let mut sim = formed(40);
         let now = sim.now;
+        let ticket = sim.nodes[5].own_record().ticket.clone();
         let outs = sim.nodes[5]
             .set_local(
                 LocalInfo {
                     addrs: vec!["10.9.9.9:1".parse().expect("addr")],
+                    ticket,
                     ..LocalInfo::default()
                 },
                 now,
@@ -584,11 +631,26 @@ mod tests {
         // Each half carries on; a new record in the second half stays there.
         sim.heal();
         let now = sim.now;
-        let outs = sim.nodes[15]
-            .set_local(LocalInfo::default(), now)
-            .expect("re-sign");
+        let local = LocalInfo {
+            ticket: sim.nodes[15].own_record().ticket.clone(),
+            ..LocalInfo::default()
+        };
+        let outs = sim.nodes[15].set_local(local, now).expect("re-sign");
         sim.handle(15, outs);
         let steps = sim.run_until(600, Sim::converged);
+        if steps.is_none() {
+            for i in sim.alive() {
+                let n = &sim.nodes[i];
+                eprintln!(
+                    "node {i}: catalog {} gone {} active {:?} passive {} stats {:?}",
+                    n.catalog().len(),
+                    n.catalog().gone_len(),
+                    n.active().iter().map(|a| sim.index[a]).collect::<Vec<_>>(),
+                    n.passive().len(),
+                    n.stats()
+                );
+            }
+        }
         assert!(steps.is_some(), "the halves did not merge");
         assert!(sim.overlay_connected());
         let v = sim.nodes[15].own_record().version;

@@ -405,7 +405,7 @@ impl NetworkBuilder {
             watches: Mutex::new(Default::default()),
             addresses: RwLock::new(None),
             pending: Mutex::new(crate::relay::Pending::default()),
-            revoked: Mutex::new(admission::Revocations::default()),
+            revoked: admission::RevocationView::default(),
             shutdown: shutdown_rx,
             renewing: AtomicBool::new(false),
             verify_permits: Semaphore::new(

@@ -23,7 +23,7 @@ use super::handler::{Handlers, PeerInfo, ProtocolHandler};
 use super::outbox::{Link, OutboxPolicy, Outboxes, SendError};
 use super::peers::{Action, Offer, PeerTable};
 use super::session;
-use crate::admission::{self, Admitted, ControlMsg, Hello, Refused, Revocations};
+use crate::admission::{self, Admitted, ControlMsg, Hello, Refused, RevocationView, Revocations};
 use crate::id::{NetworkId, NodeId};
 use crate::relay::Pending;
 use crate::wire::frame::encode_frame;
@@ -77,7 +77,7 @@ pub(crate) struct Core {
     /// Relayed collateral waiting for a quote to verify it with.
     pub(crate) pending: Mutex<Pending>,
     /// Revoked ticket ids and node ids.
-    pub(crate) revoked: Mutex<Revocations>,
+    pub(crate) revoked: RevocationView,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// A certificate renewal is under way (at most one).
     pub(crate) renewing: AtomicBool,
@@ -123,7 +123,7 @@ impl Core {
     }
 
     pub(crate) fn revocations(&self) -> MutexGuard<'_, Revocations> {
-        lock(&self.revoked)
+        self.revoked.lock()
     }
 
     pub(crate) fn own_ticket(&self) -> (String, u64) {

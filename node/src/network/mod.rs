@@ -39,7 +39,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessella_attestation::ratls::{self, PeerIdentity, RatlsVerifier};
-use tessella_attestation::{Collateral, CollateralStore, TicketError, VerifyError};
+use tessella_attestation::{
+    Collateral, CollateralStore, TicketError, TicketValidator, VerifyError,
+};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -177,9 +179,28 @@ impl Network {
         self.core.revoke(id)
     }
 
+    /// The live list of revoked tickets and node ids, for subsystems that
+    /// check tickets in their own messages (see [`Network::revoke`]).
+    pub fn revocations(&self) -> crate::admission::RevocationView {
+        self.core.revoked.clone()
+    }
+
     /// When this node's ticket expires (0: none installed).
     pub fn ticket_expires(&self) -> u64 {
         self.core.own_ticket().1
+    }
+
+    /// This node's current ticket, as presented in its Hello (empty: none
+    /// installed). Renewal replaces it, so read it again rather than keep it.
+    pub fn ticket(&self) -> String {
+        self.core.own_ticket().0
+    }
+
+    /// The validator peers' tickets are checked with (this network's trusted
+    /// issuers, audience and leeway), for subsystems that check tickets
+    /// carried in their own messages, such as discovery records.
+    pub fn ticket_validator(&self) -> TicketValidator {
+        self.core.validator.clone()
     }
 
     /// The node's clock, Unix seconds.
