@@ -179,16 +179,16 @@ async fn a_peer_that_withholds_stream_credit_cannot_pile_up_tasks_or_memory() {
         "the hostile peer is admitted",
     )
     .await;
-    // 200,000 empty digests: each asks for the whole catalog back, which the
-    // node can never deliver (no stream credit).
+    // 200,000 empty summaries: each asks for every catalog entry back, which
+    // the node can never deliver (no stream credit).
     let mut send = bounded("opening a discovery stream", conn.open_uni())
         .await
         .expect("open");
     wire::write_header(&mut send, StreamHeader::new(StreamFamily::Discovery))
         .await
         .expect("header");
-    let digest = DiscoveryMsg::V1(DiscoveryV1::Digest {
-        entries: Vec::new(),
+    let digest = DiscoveryMsg::V1(DiscoveryV1::Summary {
+        buckets: vec![0; 256],
     });
     let frame = wire::frame::encode_frame(&digest, wire::DEFAULT_MAX_FRAME).expect("frame");
     let batch: Vec<u8> = frame

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, Notify};
 
 use super::{
     CatalogEvent, DiscoveryMsg, DiscoveryV1, Gossip, GossipConfig, LocalInfo, Out, PeerRecord,
-    RecordCheck,
+    RecordCheck, Service,
 };
 use crate::id::{NodeId, Tag};
 use crate::network::{
@@ -221,6 +221,69 @@ impl Discovery {
                 Vec::new()
             }
         }
+    }
+
+    /// Advertise `service` in this node's record: re-signed and pushed to
+    /// the active view at once; peers see [`CatalogEvent::Updated`]. Returns
+    /// whether it was new. Fails when the record would exceed its bounds.
+    pub fn advertise(&self, service: Service) -> Result<bool, DiscoveryError> {
+        self.change_services(|s| {
+            if s.contains(&service) {
+                return false;
+            }
+            s.push(service);
+            true
+        })
+    }
+
+    /// Withdraw `service` from this node's record. Returns whether it was
+    /// advertised.
+    pub fn withdraw(&self, service: &Service) -> Result<bool, DiscoveryError> {
+        self.change_services(|s| {
+            let before = s.len();
+            s.retain(|x| x != service);
+            s.len() != before
+        })
+    }
+
+    /// Services this node advertises.
+    pub fn services(&self) -> Vec<Service> {
+        self.gossip().own_record().services.clone()
+    }
+
+    /// Catalogued peers advertising a service that satisfies `pred`.
+    pub fn providers(&self, pred: impl Fn(&Service) -> bool) -> Vec<PeerRecord> {
+        self.gossip()
+            .catalog()
+            .iter()
+            .filter(|p| p.record().services.iter().any(&pred))
+            .map(|p| p.record().clone())
+            .collect()
+    }
+
+    fn change_services(
+        &self,
+        change: impl FnOnce(&mut Vec<Service>) -> bool,
+    ) -> Result<bool, DiscoveryError> {
+        let now = self.net.now_ms();
+        let outs = {
+            let mut gossip = self.gossip();
+            let own = gossip.own_record();
+            let mut services = own.services.clone();
+            if !change(&mut services) {
+                return Ok(false);
+            }
+            let local = LocalInfo {
+                addrs: own.addrs.clone(),
+                tags: own.tags.clone(),
+                services,
+                ticket: own.ticket.clone(),
+                software: own.software.clone(),
+            };
+            gossip.set_local(local, now)?
+        };
+        self.dispatch_detached(outs);
+        Ok(true)
     }
 
     /// Active and passive views (for status and tests).

@@ -502,7 +502,10 @@ pub struct Gossip {
     own_issued_ms: u64,
     catalog: Catalog,
     views: Views,
-    connected: BTreeSet<NodeId>,
+    /// Peers the transport reports connected, and since when.
+    connected: BTreeMap<NodeId, u64>,
+    /// Connections already released (not asked again until they reconnect).
+    released: BTreeSet<NodeId>,
     pending: BTreeMap<NodeId, Pending>,
     joined: bool,
     probe: Option<Probe>,
@@ -516,6 +519,7 @@ pub struct Gossip {
     next_sync_ms: u64,
     next_purge_ms: u64,
     next_reconnect_ms: u64,
+    next_fill_ms: u64,
     push: BTreeMap<NodeId, PushQueue>,
     departed: bool,
     stats: GossipStats,
@@ -569,7 +573,8 @@ impl Gossip {
             own,
             own_signed,
             own_issued_ms: now_ms,
-            connected: BTreeSet::new(),
+            connected: BTreeMap::new(),
+            released: BTreeSet::new(),
             pending: BTreeMap::new(),
             joined: false,
             probe: None,
@@ -583,6 +588,7 @@ impl Gossip {
             next_sync_ms,
             next_purge_ms: now_ms,
             next_reconnect_ms: now_ms + ms(reconnect),
+            next_fill_ms: now_ms,
             push: BTreeMap::new(),
             departed: false,
             stats: GossipStats::default(),
@@ -626,7 +632,7 @@ impl Gossip {
 
     /// Peers the transport reports connected.
     pub fn connected(&self) -> impl Iterator<Item = &NodeId> {
-        self.connected.iter()
+        self.connected.keys()
     }
 
     /// Whether this node has left.
@@ -680,7 +686,10 @@ impl Gossip {
         if self.departed || peer == self.node_id() {
             return out;
         }
-        self.connected.insert(peer);
+        self.connected.insert(peer, now_ms);
+        self.released.remove(&peer);
+        // An admitted handshake just now: alive.
+        self.suspects.remove(&peer);
         if let Some(p) = self.pending.get_mut(&peer) {
             if p.connecting {
                 p.connecting = false;
@@ -730,6 +739,8 @@ impl Gossip {
             self.views.remove_passive(&peer);
             self.repair(now_ms, &mut out);
         }
+        // Unreachable: as much a sign of failure as an unanswered probe.
+        self.suspect(peer, now_ms);
         self.relays.retain(|_, r| r.target != peer || r.sent);
         self.flush(&mut out);
         out
@@ -739,7 +750,7 @@ impl Gossip {
     pub fn on_disconnected(&mut self, peer: NodeId, now_ms: u64) -> Vec<Out> {
         let mut out = Vec::new();
         self.connected.remove(&peer);
-        self.suspects.remove(&peer);
+        self.released.remove(&peer);
         if self.probe.is_some_and(|p| p.target == peer) {
             self.probe = None;
         }
@@ -843,6 +854,7 @@ impl Gossip {
                     if r.target == from {
                         self.send(&mut out, r.requester, DiscoveryV1::Ack { seq: r.seq });
                     }
+                    self.release_relay_target(r.target, &mut out);
                 }
             }
             DiscoveryV1::PingReq { target, seq } => {
@@ -872,6 +884,7 @@ impl Gossip {
             }
         }
         self.expire_pending(now_ms, &mut out);
+        self.release_unused(now_ms, &mut out);
         self.detect(now_ms, &mut out);
         self.repair(now_ms, &mut out);
         if now_ms >= self.next_reconnect_ms {
@@ -881,7 +894,7 @@ impl Gossip {
                 .failed()
                 .into_iter()
                 .map(|(id, _)| id)
-                .filter(|id| !self.connected.contains(id) && !self.pending.contains_key(id))
+                .filter(|id| !self.connected.contains_key(id) && !self.pending.contains_key(id))
                 .collect();
             if !failed.is_empty() {
                 let id = failed[self.rng.below(failed.len())];
@@ -1035,6 +1048,11 @@ impl Gossip {
 
     fn on_neighbor_reply(&mut self, from: NodeId, accepted: bool, now_ms: u64, out: &mut Vec<Out>) {
         let Some(p) = self.pending.remove(&from) else {
+            if accepted && !self.views.is_active(&from) {
+                // We gave up on this request: undo its acceptance, so views
+                // stay symmetric.
+                self.send(out, from, DiscoveryV1::Disconnect);
+            }
             return;
         };
         if accepted {
@@ -1091,7 +1109,7 @@ impl Gossip {
         let pending = Pending {
             high,
             at_ms: now_ms,
-            connecting: !self.connected.contains(&peer),
+            connecting: !self.connected.contains_key(&peer),
             join: false,
         };
         if pending.connecting {
@@ -1122,6 +1140,14 @@ impl Gossip {
         if missing == 0 || in_flight >= missing.min(2) {
             return;
         }
+        // Below half the view: repair at once. Otherwise top up at a
+        // leisurely pace: every request costs an attested handshake, and in
+        // a small or saturated network it may be refused again and again.
+        let urgent = self.views.active_len() * 2 < self.views.active_max();
+        if !urgent && now_ms < self.next_fill_ms {
+            return;
+        }
+        self.next_fill_ms = now_ms + ms(self.config.shuffle_interval);
         let high = self.views.active_len() == 0;
         let pending = &self.pending;
         let suspects = &self.suspects;
@@ -1168,12 +1194,59 @@ impl Gossip {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            self.pending.remove(&id);
+            if self.pending.remove(&id).is_some_and(|p| p.connecting) {
+                // The dial did not complete in time: unreachable so far.
+                self.suspect(id, now_ms);
+            }
             self.views.remove_passive(&id);
             out.push(Out::Release(id));
         }
-        self.relays
-            .retain(|_, r| now_ms.saturating_sub(r.at_ms) <= ms(self.config.probe_interval) * 2);
+        let horizon = ms(self.config.probe_interval) * 2;
+        let done: Vec<u64> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| now_ms.saturating_sub(r.at_ms) > horizon)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in done {
+            if let Some(r) = self.relays.remove(&seq) {
+                self.release_relay_target(r.target, out);
+            }
+        }
+    }
+
+    /// Let go of connections discovery has no use for (a refused or late
+    /// neighbour request, a peer that dropped us, one a subsystem opened):
+    /// the transport closes each unless a subsystem holds it.
+    fn release_unused(&mut self, now_ms: u64, out: &mut Vec<Out>) {
+        let grace = ms(self.config.connect_timeout);
+        let unused: Vec<NodeId> = self
+            .connected
+            .iter()
+            .filter(|(id, since)| {
+                now_ms.saturating_sub(**since) > grace
+                    && !self.released.contains(*id)
+                    && !self.views.is_active(id)
+                    && !self.pending.contains_key(*id)
+                    && !self.relays.values().any(|r| r.target == **id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in unused {
+            self.released.insert(id);
+            out.push(Out::Release(id));
+        }
+    }
+
+    /// An indirect probe is over: drop the connection it may have opened,
+    /// unless the target is a neighbour (or about to be).
+    fn release_relay_target(&mut self, target: NodeId, out: &mut Vec<Out>) {
+        let still_used = self.views.is_active(&target)
+            || self.pending.contains_key(&target)
+            || self.relays.values().any(|r| r.target == target);
+        if !still_used {
+            out.push(Out::Release(target));
+        }
     }
 
     fn integrate(&mut self, ids: &[NodeId]) {
@@ -1190,7 +1263,7 @@ impl Gossip {
     fn detect(&mut self, now_ms: u64, out: &mut Vec<Out>) {
         if let Some(p) = self.probe {
             let waited = now_ms.saturating_sub(p.sent_ms);
-            if !self.views.is_active(&p.target) {
+            if !self.connected.contains_key(&p.target) {
                 self.probe = None;
             } else if !p.indirect && waited >= ms(self.config.probe_timeout) {
                 let helpers: Vec<NodeId> = {
@@ -1218,11 +1291,7 @@ impl Gossip {
                 });
             } else if p.indirect && waited >= ms(self.config.probe_interval) {
                 self.probe = None;
-                if !self.suspects.contains_key(&p.target) {
-                    self.stats.suspicions += 1;
-                    tracing::debug!(peer = %p.target, "discovery: peer suspected");
-                    self.suspects.insert(p.target, now_ms);
-                }
+                self.suspect(p.target, now_ms);
             }
         }
         let timeout = ms(self.config.suspicion_timeout);
@@ -1236,16 +1305,17 @@ impl Gossip {
             self.suspects.remove(&id);
             self.declare_failed(id, now_ms, out);
         }
-        self.suspects.retain(|id, _| self.views.is_active(id));
+        // Suspicion is about catalogued nodes only (bounded by the catalog).
+        self.suspects.retain(|id, _| self.catalog.contains(id));
         if now_ms >= self.next_probe_ms && self.probe.is_none() {
             self.next_probe_ms = now_ms + ms(self.config.probe_interval);
             let active = self.views.active();
-            // Suspects first (a late ack clears them), then round robin.
-            let target = self.suspects.keys().next().copied().or_else(|| {
-                (!active.is_empty()).then(|| {
-                    self.probe_cursor = self.probe_cursor.wrapping_add(1);
-                    active[self.probe_cursor % active.len()]
-                })
+            // Round robin over the active view: every peer is probed once
+            // per `active_size` periods, whatever the others do (a suspect
+            // is cleared by any message, so it needs no extra probes).
+            let target = (!active.is_empty()).then(|| {
+                self.probe_cursor = self.probe_cursor.wrapping_add(1);
+                active[self.probe_cursor % active.len()]
             });
             if let Some(target) = target {
                 self.seq = self.seq.wrapping_add(1);
@@ -1259,6 +1329,17 @@ impl Gossip {
                 self.send(out, target, DiscoveryV1::Ping { seq });
             }
         }
+    }
+
+    /// Start suspecting `id` (no answer to probes, or unreachable), unless
+    /// already suspected or not in the catalog.
+    fn suspect(&mut self, id: NodeId, now_ms: u64) {
+        if self.suspects.contains_key(&id) || !self.catalog.contains(&id) {
+            return;
+        }
+        self.stats.suspicions += 1;
+        tracing::debug!(peer = %id, "discovery: peer suspected");
+        self.suspects.insert(id, now_ms);
     }
 
     fn on_ping_req(
@@ -1278,7 +1359,7 @@ impl Gossip {
         }
         self.seq = self.seq.wrapping_add(1);
         let own_seq = self.seq;
-        let connected = self.connected.contains(&target);
+        let connected = self.connected.contains_key(&target);
         if !connected {
             let Some(addrs) = self.catalog.get(&target).map(|p| p.record().addrs.clone()) else {
                 return;

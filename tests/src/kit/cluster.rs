@@ -216,6 +216,7 @@ impl Fixture {
             clock: Arc::new(SystemClock),
             gossip_interval: GOSSIP,
             peer_ttl: Duration::from_secs(30),
+            active_size: 6,
             limits: Limits::default(),
             collateral: Arc::new(CollateralStore::new()),
             ticket_leeway: 30,
@@ -336,6 +337,8 @@ pub struct NodeOptions {
     pub gossip_interval: Duration,
     /// How long a silent peer stays in the catalog.
     pub peer_ttl: Duration,
+    /// Discovery's active view size (gossip connections).
+    pub active_size: usize,
     /// Resource bounds.
     pub limits: Limits,
     /// Collateral the node starts with (its own platform's is added).
@@ -369,6 +372,7 @@ impl NodeOptions {
         spec.clock = self.clock;
         spec.discovery.interval = self.gossip_interval;
         spec.discovery.peer_ttl = self.peer_ttl;
+        spec.discovery.active_size = self.active_size;
         spec.discovery.max_catalog = self.limits.max_catalog;
         // Failure detection, anti-entropy and reconnection scaled to the
         // probe period, so tests see them within seconds.
