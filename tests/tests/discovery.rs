@@ -178,10 +178,10 @@ async fn invented_identities_are_never_stored_and_an_honest_newcomer_still_sprea
     let invalid_before = victim.discovery().stats().records_invalid;
 
     let hostile = fixture.raw_peer();
-    let (conn, _) = hostile.admitted(&fixture, victim.local_addr()).await;
     // Its own valid ticket, pasted into records of identities it made up.
     let ticket = fixture.good_ticket(&hostile.node_id());
     let records = invented_records(&fixture, 1000, &ticket);
+    let (conn, _) = hostile.admitted(&fixture, victim.local_addr()).await;
     let invented: HashSet<_> = records
         .iter()
         .map(|r| r.peek_unverified().expect("decodes").node_id)

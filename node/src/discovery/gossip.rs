@@ -97,6 +97,9 @@ pub const MAX_BUCKET_ENTRIES: usize = 1500;
 pub const MAX_WANT: usize = 1024;
 /// Smallest message budget (a maximal signed record is about 8.6 KiB).
 pub const MIN_MESSAGE_BYTES: usize = 16 * 1024;
+/// One anti-entropy round in this many goes to a node outside the active
+/// view.
+pub const WIDE_SYNC_EVERY: u32 = 8;
 /// Most indirect probes this node runs for others at once.
 pub const MAX_RELAYS: usize = 32;
 
@@ -520,6 +523,11 @@ pub struct Gossip {
     next_purge_ms: u64,
     next_reconnect_ms: u64,
     next_fill_ms: u64,
+    /// Anti-entropy rounds until the next one with a node outside the
+    /// active view.
+    syncs_until_wide: u32,
+    /// Nodes being dialled for a wide anti-entropy round.
+    wide: BTreeSet<NodeId>,
     push: BTreeMap<NodeId, PushQueue>,
     departed: bool,
     stats: GossipStats,
@@ -589,6 +597,8 @@ impl Gossip {
             next_purge_ms: now_ms,
             next_reconnect_ms: now_ms + ms(reconnect),
             next_fill_ms: now_ms,
+            syncs_until_wide: WIDE_SYNC_EVERY,
+            wide: BTreeSet::new(),
             push: BTreeMap::new(),
             departed: false,
             stats: GossipStats::default(),
@@ -714,6 +724,9 @@ impl Gossip {
             );
             let record = self.own_signed.clone();
             self.send(&mut out, peer, DiscoveryV1::Join { record });
+        }
+        if self.wide.remove(&peer) {
+            self.send_summary(peer, &mut out);
         }
         let waiting: Vec<u64> = self
             .relays
@@ -913,7 +926,11 @@ impl Gossip {
         }
         if now_ms >= self.next_sync_ms {
             self.next_sync_ms = now_ms + ms(self.config.sync_interval);
-            if let Some(peer) = self.views.random_active(&mut self.rng, &[]) {
+            self.syncs_until_wide = self.syncs_until_wide.saturating_sub(1);
+            if self.syncs_until_wide == 0 {
+                self.syncs_until_wide = WIDE_SYNC_EVERY;
+                self.wide_sync(&mut out);
+            } else if let Some(peer) = self.views.random_active(&mut self.rng, &[]) {
                 self.send_summary(peer, &mut out);
             }
         }
@@ -1147,7 +1164,7 @@ impl Gossip {
         if !urgent && now_ms < self.next_fill_ms {
             return;
         }
-        self.next_fill_ms = now_ms + ms(self.config.shuffle_interval);
+        self.next_fill_ms = now_ms + ms(self.config.sync_interval);
         let high = self.views.active_len() == 0;
         let pending = &self.pending;
         let suspects = &self.suspects;
@@ -1212,6 +1229,37 @@ impl Gossip {
             if let Some(r) = self.relays.remove(&seq) {
                 self.release_relay_target(r.target, out);
             }
+        }
+    }
+
+    /// Anti-entropy with a random catalogued node outside the active view.
+    /// The active views of a small or unlucky network can close into
+    /// separate cycles, each full, that never repair; an occasional exchange
+    /// with anyone merges their catalogs (and a record reaching one node of
+    /// a cycle floods it).
+    fn wide_sync(&mut self, out: &mut Vec<Out>) {
+        let n = self.catalog.len();
+        if n == 0 {
+            return;
+        }
+        let Some(peer) = self
+            .catalog
+            .nth(self.rng.below(n))
+            .map(|p| p.record().node_id)
+            .filter(|id| !self.views.is_active(id))
+        else {
+            return;
+        };
+        if self.connected.contains_key(&peer) {
+            self.send_summary(peer, out);
+        } else if let Some(addrs) = self.addresses(&peer) {
+            self.wide.clear();
+            self.wide.insert(peer);
+            self.stats.connects_requested += 1;
+            out.push(Out::Connect {
+                node_id: peer,
+                addrs,
+            });
         }
     }
 
