@@ -8,11 +8,17 @@
 //!    and failures among repeated 3-node formations;
 //! 3. how fast readiness signals fire: delay from a catalog change to the
 //!    subscriber's event;
-//! 4. resident memory of an idle single-node `tessella-node dev` process.
+//! 4. resident memory of an idle single-node `tessella-node dev` process;
+//! 5. discovery at size, default intervals (probe period 1 s): 60 and 200
+//!    in-process nodes from one bootstrap address: time until every catalog
+//!    is complete, connections per node, resident memory per node, and the
+//!    CPU the whole process burns while the network idles.
 //!
 //! Run: `cargo bench -p tessella-node --bench cluster`
 //! (`TESSELLA_BENCH_FORMATIONS` (default 100), `TESSELLA_BENCH_CONNECTS` (40)).
-//! Targets: 10 nodes within 1 s, 30 within 3 s, zero failed formations,
+//! Targets: 3-node formation p50 <= 30 ms with zero failures, 10 nodes within
+//! 1 s, 60 within 3 s, 200 converge; at 60 nodes at most 12 connections per
+//! node, at most 3 MB per node, idle CPU of the process at most 0.06 cores;
 //! events within 10 ms, idle RSS <= 15 MB.
 
 use std::net::SocketAddr;
@@ -37,9 +43,15 @@ impl Dev {
     }
 
     async fn node(&self, bootstrap: Vec<SocketAddr>) -> Node {
+        self.node_every(bootstrap, Duration::from_millis(100)).await
+    }
+
+    async fn node_every(&self, bootstrap: Vec<SocketAddr>, interval: Duration) -> Node {
         let mut opts = self.fixture.options();
         opts.bootstrap = bootstrap;
-        opts.gossip_interval = Duration::from_millis(100);
+        opts.gossip_interval = interval;
+        // Discovery needs no tickets renewed during a bench; a node per
+        // data dir as usual.
         opts.build().await.expect("node")
     }
 }
@@ -66,12 +78,21 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// Time until every node's catalog holds all others, or None after `limit`.
 async fn converge(dev: &Dev, n: usize, limit: Duration) -> (Option<Duration>, Vec<Node>) {
-    let first = dev.node(vec![]).await;
+    converge_every(dev, n, limit, Duration::from_millis(100)).await
+}
+
+async fn converge_every(
+    dev: &Dev,
+    n: usize,
+    limit: Duration,
+    interval: Duration,
+) -> (Option<Duration>, Vec<Node>) {
+    let start = Instant::now();
+    let first = dev.node_every(vec![], interval).await;
     let addr = first.local_addr();
     let mut nodes = vec![first];
-    let start = Instant::now();
     for _ in 1..n {
-        nodes.push(dev.node(vec![addr]).await);
+        nodes.push(dev.node_every(vec![addr], interval).await);
     }
     loop {
         if nodes.iter().all(|x| x.catalog().len() == n - 1) {
@@ -232,6 +253,73 @@ async fn event_latency(dev: &Dev) {
     stop(vec![a, b]).await;
 }
 
+/// This process's resident memory (KiB) and CPU time (seconds).
+fn self_usage() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0);
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name: utime and stime are the 12th and 13th.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (rss, (ticks(11) + ticks(12)) / 100.0)
+}
+
+/// Discovery at size with default intervals.
+async fn at_size(dev: &Dev, n: usize, idle: bool) {
+    let (rss0, _) = self_usage();
+    let (t, nodes) = converge_every(dev, n, Duration::from_secs(120), Duration::from_secs(1)).await;
+    let conns: Vec<usize> = nodes.iter().map(|x| x.connected().len()).collect();
+    let active: Vec<usize> = nodes
+        .iter()
+        .map(|x| x.discovery().views().0.len())
+        .collect();
+    println!(
+        "  {n} nodes (probe period 1 s): converged {t:?} from the first start (target 60 in 3 s); \
+         connections per node mean {:.1} max {}; active view max {}",
+        conns.iter().sum::<usize>() as f64 / n as f64,
+        conns.iter().max().unwrap_or(&0),
+        active.iter().max().unwrap_or(&0)
+    );
+    if let Some(t) = t {
+        bench_line(
+            &format!("converge_{n}_nodes_default_ms"),
+            t.as_secs_f64() * 1e3,
+            "ms",
+        );
+    }
+    if idle {
+        // Let joins settle, then watch the process idle.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let conns: Vec<usize> = nodes.iter().map(|x| x.connected().len()).collect();
+        let (rss1, cpu0) = self_usage();
+        let window = Duration::from_secs(20);
+        tokio::time::sleep(window).await;
+        let (_, cpu1) = self_usage();
+        let cores = (cpu1 - cpu0) / window.as_secs_f64();
+        let per_node_mb = (rss1 - rss0) / 1024.0 / n as f64;
+        println!(
+            "    after settling: connections per node max {} (target <= 12); RSS {:.2} MB per node (target <= 3); \
+             idle CPU of the process {:.3} cores (target <= 0.06)",
+            conns.iter().max().unwrap_or(&0),
+            per_node_mb,
+            cores
+        );
+        bench_line(
+            &format!("max_connections_{n}_nodes"),
+            *conns.iter().max().unwrap_or(&0) as f64,
+            "connections",
+        );
+        bench_line(&format!("rss_per_node_{n}_nodes_mb"), per_node_mb, "MB");
+        bench_line(&format!("idle_cpu_{n}_nodes_cores"), cores, "cores");
+    }
+    stop(nodes).await;
+}
+
 fn idle_rss() {
     let exe = env!("CARGO_BIN_EXE_tessella-node");
     let dir = std::env::temp_dir().join(format!("tessella-bench-rss-{}", std::process::id()));
@@ -278,7 +366,7 @@ fn main() {
         connection_setup(&dev, connects).await;
         println!();
         println!("discovery convergence from one bootstrap address (gossip every 100 ms)");
-        for n in [3usize, 10, 30] {
+        for n in [3usize, 10, 30, 60] {
             let (t, nodes) = converge(&dev, n, Duration::from_secs(30)).await;
             println!("  {n:>2} nodes: {t:?} after the last node started (target: 10 in 1 s, 30 in 3 s)");
             if let Some(t) = t {
@@ -308,6 +396,15 @@ fn main() {
         bench_line("formations_failed", failed as f64, "count");
         println!();
         event_latency(&dev).await;
+        println!();
+        println!("discovery at size, default intervals");
+        let sizes: Vec<usize> = std::env::var("TESSELLA_BENCH_SIZES")
+            .ok()
+            .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+            .unwrap_or_else(|| vec![60, 200]);
+        for n in sizes {
+            at_size(&dev, n, n <= 60).await;
+        }
     });
     idle_rss();
 }

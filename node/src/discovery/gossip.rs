@@ -528,6 +528,10 @@ pub struct Gossip {
     syncs_until_wide: u32,
     /// Nodes being dialled for a wide anti-entropy round.
     wide: BTreeSet<NodeId>,
+    /// Recent wide anti-entropy partners (bounded: the last few).
+    wide_peers: Vec<NodeId>,
+    /// A wide partner that taught us something: take it as a neighbour.
+    bridge: Option<NodeId>,
     push: BTreeMap<NodeId, PushQueue>,
     departed: bool,
     stats: GossipStats,
@@ -597,8 +601,12 @@ impl Gossip {
             next_purge_ms: now_ms,
             next_reconnect_ms: now_ms + ms(reconnect),
             next_fill_ms: now_ms,
-            syncs_until_wide: WIDE_SYNC_EVERY,
+            // The first one soon after start: a node that joined into a
+            // closed group of views finds its way out quickly.
+            syncs_until_wide: 2,
             wide: BTreeSet::new(),
+            wide_peers: Vec::new(),
+            bridge: None,
             push: BTreeMap::new(),
             departed: false,
             stats: GossipStats::default(),
@@ -874,6 +882,10 @@ impl Gossip {
                 self.on_ping_req(from, target, seq, now_ms, &mut out)
             }
         }
+        if let Some(b) = self.bridge.take() {
+            self.wide_peers.retain(|p| *p != b);
+            self.request_neighbor(b, true, now_ms, &mut out);
+        }
         self.flush(&mut out);
         out
     }
@@ -976,6 +988,10 @@ impl Gossip {
         }
         self.add_active(from, now_ms, out);
         self.send(out, from, DiscoveryV1::NeighborReply { accepted: true });
+        // The joiner learns its contact's record at once: whatever becomes of
+        // its views, it knows one node beyond them (see `wide_sync`).
+        let own = self.own_signed.clone();
+        self.queue_record(from, own);
         let ttl = self.config.arwl;
         for peer in self.views.active() {
             if peer != from {
@@ -1057,6 +1073,8 @@ impl Gossip {
         if accepted {
             self.pending.remove(&from);
             self.add_active(from, now_ms, out);
+            let own = self.own_signed.clone();
+            self.queue_record(from, own);
         } else {
             self.views.add_passive(from, &mut self.rng);
         }
@@ -1203,14 +1221,28 @@ impl Gossip {
     }
 
     fn expire_pending(&mut self, now_ms: u64, out: &mut Vec<Out>) {
-        let timeout = ms(self.config.connect_timeout);
+        // A dial may take the connect timeout; an answer over a live
+        // connection should come within a couple of probe periods.
+        let dial = ms(self.config.connect_timeout);
+        let answer = ms(self.config.probe_interval) * 2;
         let expired: Vec<NodeId> = self
             .pending
             .iter()
-            .filter(|(_, p)| now_ms.saturating_sub(p.at_ms) > timeout)
+            .filter(|(_, p)| {
+                now_ms.saturating_sub(p.at_ms) > if p.connecting { dial } else { answer }
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
+            if self.pending.get(&id).is_some_and(|p| p.join) && self.connected.contains_key(&id) {
+                // Our join went unanswered: ask the contact again.
+                if let Some(p) = self.pending.get_mut(&id) {
+                    p.at_ms = now_ms;
+                }
+                let record = self.own_signed.clone();
+                self.send(out, id, DiscoveryV1::Join { record });
+                continue;
+            }
             if self.pending.remove(&id).is_some_and(|p| p.connecting) {
                 // The dial did not complete in time: unreachable so far.
                 self.suspect(id, now_ms);
@@ -1238,18 +1270,20 @@ impl Gossip {
     /// with anyone merges their catalogs (and a record reaching one node of
     /// a cycle floods it).
     fn wide_sync(&mut self, out: &mut Vec<Out>) {
-        let n = self.catalog.len();
-        if n == 0 {
-            return;
-        }
-        let Some(peer) = self
+        let outside: Vec<NodeId> = self
             .catalog
-            .nth(self.rng.below(n))
+            .iter()
             .map(|p| p.record().node_id)
             .filter(|id| !self.views.is_active(id))
-        else {
+            .collect();
+        if outside.is_empty() {
             return;
-        };
+        }
+        let peer = outside[self.rng.below(outside.len())];
+        self.wide_peers.push(peer);
+        if self.wide_peers.len() > 4 {
+            self.wide_peers.remove(0);
+        }
         if self.connected.contains_key(&peer) {
             self.send_summary(peer, out);
         } else if let Some(addrs) = self.addresses(&peer) {
@@ -1558,6 +1592,13 @@ impl Gossip {
             return;
         }
         self.stats.records_applied += 1;
+        if let Some(f) = from {
+            if f != id && self.wide_peers.contains(&f) {
+                // A node outside our views knew someone we did not: our
+                // views and its own may be separate components. Bridge them.
+                self.bridge = Some(f);
+            }
+        }
         if departing {
             self.suspects.remove(&id);
         }

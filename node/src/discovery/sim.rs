@@ -328,6 +328,12 @@ impl Sim {
         self.alive[a] && self.alive[b] && self.group[a] == self.group[b]
     }
 
+    /// Carry out outputs node `i` produced outside [`Sim::step`] (after a
+    /// direct call such as [`Gossip::set_local`]).
+    pub fn deliver(&mut self, i: usize, outs: Vec<Out>) {
+        self.handle(i, outs);
+    }
+
     fn handle(&mut self, i: usize, outs: Vec<Out>) {
         for out in outs {
             match out {
