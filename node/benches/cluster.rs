@@ -50,8 +50,8 @@ impl Dev {
         let mut opts = self.fixture.options();
         opts.bootstrap = bootstrap;
         opts.gossip_interval = interval;
-        // Discovery needs no tickets renewed during a bench; a node per
-        // data dir as usual.
+        // The default record lifetime (the kit's is short for tests).
+        opts.peer_ttl = Duration::from_secs(3600);
         opts.build().await.expect("node")
     }
 }

@@ -198,13 +198,24 @@ async fn a_peer_that_withholds_stream_credit_cannot_pile_up_tasks_or_memory() {
         .take(frame.len() * 1000)
         .collect();
     let mut peak_tasks = 0;
+    let mut sent = 0;
     for _ in 0..200 {
-        bounded("sending digests", send.write_all(&batch))
+        // Discovery lets go of a connection outside its views after a few
+        // seconds (the peer never joined): that ends the flood early.
+        if bounded("sending summaries", send.write_all(&batch))
             .await
-            .expect("digests");
+            .is_err()
+        {
+            break;
+        }
+        sent += 1;
         peak_tasks = peak_tasks.max(tasks());
     }
-    send.finish().expect("finish");
+    assert!(
+        sent >= 10,
+        "only {sent} batches of 1,000 summaries went out"
+    );
+    let _ = send.finish();
     // The node works through them; meanwhile the other nodes keep going.
     let newcomer = fixture.node(vec![nodes[1].local_addr()]).await;
     let mut all: Vec<&Node> = nodes.iter().collect();
@@ -224,7 +235,7 @@ async fn a_peer_that_withholds_stream_credit_cannot_pile_up_tasks_or_memory() {
     peak_tasks = peak_tasks.max(tasks());
     let rss_growth = rss_kib().saturating_sub(rss_before);
     println!(
-        "tasks before {tasks_before}, peak {peak_tasks}; RSS growth {rss_growth} KiB; \
+        "{sent} batches; tasks before {tasks_before}, peak {peak_tasks}; RSS growth {rss_growth} KiB; \
          victim writer queues {}",
         victim.network().outbox_count()
     );

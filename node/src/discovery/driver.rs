@@ -64,7 +64,7 @@ impl Default for DiscoveryOptions {
             interval: Duration::from_secs(1),
             peer_ttl: Duration::from_secs(3600),
             suspicion_timeout: Duration::from_secs(5),
-            sync_interval: Duration::from_secs(2),
+            sync_interval: Duration::from_secs(5),
             reconnect_interval: Duration::from_secs(10),
             active_size: 6,
             passive_size: 30,

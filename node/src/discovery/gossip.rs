@@ -97,9 +97,12 @@ pub const MAX_BUCKET_ENTRIES: usize = 1500;
 pub const MAX_WANT: usize = 1024;
 /// Smallest message budget (a maximal signed record is about 8.6 KiB).
 pub const MIN_MESSAGE_BYTES: usize = 16 * 1024;
-/// One anti-entropy round in this many goes to a node outside the active
-/// view.
+/// Anti-entropy rounds between two with a node outside the active view, at
+/// first; the gap doubles (up to [`WIDE_SYNC_MAX`]) while they find nothing
+/// new, since each may cost an attested handshake.
 pub const WIDE_SYNC_EVERY: u32 = 8;
+/// Longest gap between wide anti-entropy rounds.
+pub const WIDE_SYNC_MAX: u32 = 64;
 /// Most indirect probes this node runs for others at once.
 pub const MAX_RELAYS: usize = 32;
 
@@ -401,7 +404,7 @@ impl GossipConfig {
             indirect_probes: 2,
             suspicion_timeout: Duration::from_secs(5),
             shuffle_interval: Duration::from_secs(10),
-            sync_interval: Duration::from_secs(2),
+            sync_interval: Duration::from_secs(5),
             refresh_interval: Duration::from_secs(600),
             record_ttl: Duration::from_secs(3600),
             max_skew: Duration::from_secs(10),
@@ -523,9 +526,14 @@ pub struct Gossip {
     next_purge_ms: u64,
     next_reconnect_ms: u64,
     next_fill_ms: u64,
+    /// Gap between non-urgent top-ups: doubles on each refusal (up to 64
+    /// sync intervals), back to one sync interval on an acceptance.
+    fill_gap_ms: u64,
     /// Anti-entropy rounds until the next one with a node outside the
     /// active view.
     syncs_until_wide: u32,
+    /// The current gap between wide rounds.
+    wide_gap: u32,
     /// Nodes being dialled for a wide anti-entropy round.
     wide: BTreeSet<NodeId>,
     /// Recent wide anti-entropy partners (bounded: the last few).
@@ -601,9 +609,11 @@ impl Gossip {
             next_purge_ms: now_ms,
             next_reconnect_ms: now_ms + ms(reconnect),
             next_fill_ms: now_ms,
+            fill_gap_ms: 0,
             // The first one soon after start: a node that joined into a
             // closed group of views finds its way out quickly.
             syncs_until_wide: 2,
+            wide_gap: WIDE_SYNC_EVERY,
             wide: BTreeSet::new(),
             wide_peers: Vec::new(),
             bridge: None,
@@ -940,7 +950,8 @@ impl Gossip {
             self.next_sync_ms = now_ms + ms(self.config.sync_interval);
             self.syncs_until_wide = self.syncs_until_wide.saturating_sub(1);
             if self.syncs_until_wide == 0 {
-                self.syncs_until_wide = WIDE_SYNC_EVERY;
+                self.syncs_until_wide = self.wide_gap;
+                self.wide_gap = (self.wide_gap * 2).min(WIDE_SYNC_MAX);
                 self.wide_sync(&mut out);
             } else if let Some(peer) = self.views.random_active(&mut self.rng, &[]) {
                 self.send_summary(peer, &mut out);
@@ -1090,12 +1101,15 @@ impl Gossip {
             }
             return;
         };
+        let base = ms(self.config.sync_interval);
         if accepted {
             if p.join {
                 self.joined = true;
             }
+            self.fill_gap_ms = base;
             self.add_active(from, now_ms, out);
         } else {
+            self.fill_gap_ms = (self.fill_gap_ms * 2).clamp(base, base * 64);
             self.views.add_passive(from, &mut self.rng);
             out.push(Out::Release(from));
         }
@@ -1182,7 +1196,7 @@ impl Gossip {
         if !urgent && now_ms < self.next_fill_ms {
             return;
         }
-        self.next_fill_ms = now_ms + ms(self.config.sync_interval);
+        self.next_fill_ms = now_ms + self.fill_gap_ms;
         let high = self.views.active_len() == 0;
         let pending = &self.pending;
         let suspects = &self.suspects;
@@ -1597,6 +1611,7 @@ impl Gossip {
                 // A node outside our views knew someone we did not: our
                 // views and its own may be separate components. Bridge them.
                 self.bridge = Some(f);
+                self.wide_gap = WIDE_SYNC_EVERY;
             }
         }
         if departing {

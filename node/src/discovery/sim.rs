@@ -140,6 +140,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         let mut config = GossipConfig::new(network());
         config.reconnect_interval = std::time::Duration::from_secs(5);
+        config.sync_interval = std::time::Duration::from_secs(2);
         SimOptions {
             step_ms: 100,
             loss: 0.0,
@@ -571,7 +572,7 @@ mod tests {
         // Transient connections (joins, refused neighbours, indirect
         // probes) are released within the connect timeout (5 s).
         let mut sim = sim;
-        sim.run_until(80, |_| false);
+        sim.run_until(150, |_| false);
         let idle: Vec<(usize, Vec<usize>)> = sim
             .alive()
             .into_iter()
