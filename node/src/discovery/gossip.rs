@@ -459,6 +459,8 @@ pub struct GossipStats {
     pub connects_requested: u64,
     /// List entries dropped for exceeding a bound.
     pub truncated: u64,
+    /// Ticks that came late (this node starved): suspicions restarted.
+    pub late_ticks: u64,
 }
 
 /// A neighbour request in flight.
@@ -524,6 +526,7 @@ pub struct Gossip {
     next_shuffle_ms: u64,
     next_sync_ms: u64,
     next_purge_ms: u64,
+    last_tick_ms: u64,
     next_reconnect_ms: u64,
     next_fill_ms: u64,
     /// Gap between non-urgent top-ups: doubles on each refusal (up to 64
@@ -607,6 +610,7 @@ impl Gossip {
             next_shuffle_ms,
             next_sync_ms,
             next_purge_ms: now_ms,
+            last_tick_ms: now_ms,
             next_reconnect_ms: now_ms + ms(reconnect),
             next_fill_ms: now_ms,
             fill_gap_ms: 0,
@@ -905,6 +909,18 @@ impl Gossip {
         let mut out = Vec::new();
         if self.departed {
             return out;
+        }
+        // Local health (as memberlist's Lifeguard): if our own timers ran
+        // late, the silence we measured may be ours. Restart every
+        // suspicion and the probe in flight rather than condemn peers.
+        let late = now_ms.saturating_sub(self.last_tick_ms) > 2 * ms(self.config.probe_interval);
+        self.last_tick_ms = now_ms;
+        if late {
+            self.stats.late_ticks += 1;
+            self.probe = None;
+            for since in self.suspects.values_mut() {
+                *since = now_ms;
+            }
         }
         if now_ms >= self.own_issued_ms + ms(self.config.refresh_interval) {
             self.refresh(now_ms, &mut out);
@@ -1453,19 +1469,14 @@ impl Gossip {
         if self.relays.len() >= MAX_RELAYS {
             return;
         }
+        // Only over a connection we already have: SWIM's indirect probe is
+        // a free datagram, ours would be an attested handshake, and dialling
+        // for every failed probe turns a loaded network into an overloaded one.
+        if !self.connected.contains_key(&target) {
+            return;
+        }
         self.seq = self.seq.wrapping_add(1);
         let own_seq = self.seq;
-        let connected = self.connected.contains_key(&target);
-        if !connected {
-            let Some(addrs) = self.catalog.get(&target).map(|p| p.record().addrs.clone()) else {
-                return;
-            };
-            self.stats.connects_requested += 1;
-            out.push(Out::Connect {
-                node_id: target,
-                addrs,
-            });
-        }
         self.relays.insert(
             own_seq,
             Relay {
@@ -1473,12 +1484,10 @@ impl Gossip {
                 seq,
                 target,
                 at_ms: now_ms,
-                sent: connected,
+                sent: true,
             },
         );
-        if connected {
-            self.send(out, target, DiscoveryV1::Ping { seq: own_seq });
-        }
+        self.send(out, target, DiscoveryV1::Ping { seq: own_seq });
     }
 
     fn declare_failed(&mut self, id: NodeId, now_ms: u64, out: &mut Vec<Out>) {
@@ -2036,7 +2045,15 @@ mod tests {
         assert_eq!(reqs.len(), 2, "{out:?}");
         a.on_tick(now + ms(cfg.probe_interval));
         assert!(a.suspects().any(|s| *s == target));
-        let out = a.on_tick(now + ms(cfg.probe_interval) + ms(cfg.suspicion_timeout));
+        // Time passes in small steps (a jump would look like this node
+        // starving, which restarts suspicions).
+        let mut out = Vec::new();
+        let end = now + ms(cfg.probe_interval) + ms(cfg.suspicion_timeout);
+        let mut t = now + ms(cfg.probe_interval);
+        while t < end {
+            t = (t + 200).min(end);
+            out.extend(a.on_tick(t));
+        }
         assert!(!a.active().contains(&target));
         assert!(out.contains(&Out::Release(target)));
         assert!(
@@ -2092,11 +2109,54 @@ mod tests {
             now + ms(cfg.probe_interval) + 100,
         );
         assert!(a.suspects().next().is_none());
-        a.on_tick(now + ms(cfg.probe_interval) + ms(cfg.suspicion_timeout) + 1);
+        let end = now + ms(cfg.probe_interval) + ms(cfg.suspicion_timeout) + 1;
+        let mut t = now + ms(cfg.probe_interval) + 100;
+        while t < end {
+            t = (t + 200).min(end);
+            // It keeps answering, late.
+            a.on_message(
+                p.node_id(),
+                DiscoveryMsg::V1(DiscoveryV1::Ack { seq: 0 }),
+                t,
+            );
+            a.on_tick(t);
+        }
         assert!(
             a.active().contains(&p.node_id()),
             "a slow peer is not removed"
         );
+        assert_eq!(a.stats().failures_declared, 0);
+    }
+
+    #[test]
+    fn a_node_whose_own_timers_ran_late_restarts_its_suspicions() {
+        let mut a = node(0);
+        let p = node(1);
+        a.on_connected(p.node_id(), NOW_MS);
+        a.on_message(
+            p.node_id(),
+            DiscoveryMsg::V1(DiscoveryV1::Neighbor {
+                high: true,
+                record: p.own_signed().clone(),
+            }),
+            NOW_MS,
+        );
+        let cfg = a.config().clone();
+        let mut t = NOW_MS;
+        while a.suspects().next().is_none() {
+            t += 100;
+            a.on_tick(t);
+            assert!(t < NOW_MS + 10_000, "never suspected");
+        }
+        // The node itself stalls longer than the suspicion timeout.
+        a.on_tick(t + ms(cfg.suspicion_timeout) + 10);
+        assert_eq!(
+            a.stats().failures_declared,
+            0,
+            "a stalled node condemns nobody"
+        );
+        assert!(a.active().contains(&p.node_id()));
+        assert_eq!(a.stats().late_ticks, 1);
     }
 
     #[test]
