@@ -315,6 +315,9 @@ impl Discovery {
                     }
                 }
                 Out::Connect { node_id, addrs } => {
+                    if self.net.is_stopping() {
+                        continue;
+                    }
                     let me = self.clone();
                     tokio::spawn(async move {
                         let reached = me.net.reach(node_id, addrs).await;

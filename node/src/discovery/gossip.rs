@@ -769,10 +769,14 @@ impl Gossip {
     /// A dial asked for with [`Out::Connect`] failed.
     pub fn on_connect_failed(&mut self, peer: NodeId, now_ms: u64) -> Vec<Out> {
         let mut out = Vec::new();
+        if self.departed {
+            return out;
+        }
         if self.pending.get(&peer).is_some_and(|p| p.connecting) {
+            // The next tick picks another candidate: repairing from here
+            // would loop as fast as dials fail.
             self.pending.remove(&peer);
             self.views.remove_passive(&peer);
-            self.repair(now_ms, &mut out);
         }
         // Unreachable: as much a sign of failure as an unanswered probe.
         self.suspect(peer, now_ms);

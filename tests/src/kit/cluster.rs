@@ -217,6 +217,7 @@ impl Fixture {
             gossip_interval: GOSSIP,
             peer_ttl: Duration::from_secs(30),
             active_size: 6,
+            sweep_interval: Duration::from_millis(50),
             limits: Limits::default(),
             collateral: Arc::new(CollateralStore::new()),
             ticket_leeway: 30,
@@ -339,6 +340,9 @@ pub struct NodeOptions {
     pub peer_ttl: Duration,
     /// Discovery's active view size (gossip connections).
     pub active_size: usize,
+    /// How often the transport sweeps for expired tickets and idle
+    /// connections (the kit's 50 ms makes expiry tests quick).
+    pub sweep_interval: Duration,
     /// Resource bounds.
     pub limits: Limits,
     /// Collateral the node starts with (its own platform's is added).
@@ -384,7 +388,7 @@ impl NodeOptions {
         spec.collateral = self.collateral;
         spec.ticket_leeway = self.ticket_leeway;
         spec.data_dir = self.data_dir;
-        spec.sweep_interval = Duration::from_millis(50);
+        spec.sweep_interval = self.sweep_interval;
         if let Some(faults) = self.faults {
             spec.socket = Some(Arc::new(move |inner| faults.wrap(inner)));
         }
