@@ -89,8 +89,10 @@ fn run(n: usize) {
     println!("== {n} nodes, 1% message loss, 100 ms per round");
     let churn = (n / 20).max(1);
     let t0 = Instant::now();
-    let mut opts = SimOptions::default();
-    opts.loss = 0.01;
+    let opts = SimOptions {
+        loss: 0.01,
+        ..SimOptions::default()
+    };
     let mut sim = Sim::new(n, churn, opts);
     println!("  {n} identities in {:.1} s", t0.elapsed().as_secs_f64());
 

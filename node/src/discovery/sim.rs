@@ -87,12 +87,15 @@ pub fn identities(n: usize) -> Vec<RatlsIdentity> {
         .collect()
 }
 
+/// A shared verification result.
+type Verdict = Result<Arc<VerifiedRecord>, RecordError>;
+
 /// Verifies each distinct signed record once (signature and ticket, by
 /// [`record_check`]) and shares the result.
 #[derive(Debug)]
 pub struct SharedVerifier {
     check: RecordCheck,
-    seen: Mutex<HashMap<[u8; 32], Result<Arc<VerifiedRecord>, RecordError>>>,
+    seen: Mutex<HashMap<[u8; 32], Verdict>>,
     /// Distinct records verified.
     pub verified: std::sync::atomic::AtomicU64,
 }
@@ -691,8 +694,10 @@ mod tests {
 
     #[test]
     fn loss_and_churn_still_converge() {
-        let mut opts = SimOptions::default();
-        opts.loss = 0.01;
+        let opts = SimOptions {
+            loss: 0.01,
+            ..SimOptions::default()
+        };
         let mut sim = Sim::new(40, 4, opts);
         sim.join_all();
         sim.run_until(300, Sim::converged)
