@@ -52,7 +52,7 @@ pub struct DevOptions {
     pub base_port: u16,
     /// First admin port; 0 picks free ports.
     pub admin_base_port: u16,
-    /// Gossip round interval.
+    /// Discovery's failure-detector probe period (the node default, 1 s).
     pub gossip_interval: Duration,
     /// Seed of the dev PKI.
     pub seed: String,
@@ -67,7 +67,7 @@ impl Default for DevOptions {
             data_dir: std::env::temp_dir().join("tessella-dev"),
             base_port: 0,
             admin_base_port: 0,
-            gossip_interval: Duration::from_millis(200),
+            gossip_interval: Duration::from_secs(1),
             seed: "tessella-dev".into(),
         }
     }
