@@ -1881,6 +1881,19 @@ mod tests {
         .expect("gossip")
     }
 
+    /// `p` connects to `a` and asks to be its (high-priority) neighbour.
+    fn neighbour(a: &mut Gossip, p: &Gossip) -> Vec<Out> {
+        a.on_connected(p.node_id(), NOW_MS);
+        a.on_message(
+            p.node_id(),
+            DiscoveryMsg::V1(DiscoveryV1::Neighbor {
+                high: true,
+                record: p.own_signed().clone(),
+            }),
+            NOW_MS,
+        )
+    }
+
     fn sends(out: &[Out]) -> Vec<(NodeId, DiscoveryV1)> {
         out.iter()
             .filter_map(|o| match o {
@@ -2017,15 +2030,7 @@ mod tests {
         let mut a = node(0);
         let peers: Vec<Gossip> = (1..4).map(node).collect();
         for p in &peers {
-            a.on_connected(p.node_id(), NOW_MS);
-            a.on_message(
-                p.node_id(),
-                DiscoveryMsg::V1(DiscoveryV1::Neighbor {
-                    high: true,
-                    record: p.own_signed().clone(),
-                }),
-                NOW_MS,
-            );
+            neighbour(&mut a, &p);
         }
         assert_eq!(a.active().len(), 3);
         let cfg = a.config().clone();
@@ -2080,15 +2085,7 @@ mod tests {
     fn a_late_ack_clears_a_suspicion() {
         let mut a = node(0);
         let p = node(1);
-        a.on_connected(p.node_id(), NOW_MS);
-        a.on_message(
-            p.node_id(),
-            DiscoveryMsg::V1(DiscoveryV1::Neighbor {
-                high: true,
-                record: p.own_signed().clone(),
-            }),
-            NOW_MS,
-        );
+        neighbour(&mut a, &p);
         let cfg = a.config().clone();
         let mut now = NOW_MS;
         let seq = loop {
@@ -2136,15 +2133,7 @@ mod tests {
     fn a_node_whose_own_timers_ran_late_restarts_its_suspicions() {
         let mut a = node(0);
         let p = node(1);
-        a.on_connected(p.node_id(), NOW_MS);
-        a.on_message(
-            p.node_id(),
-            DiscoveryMsg::V1(DiscoveryV1::Neighbor {
-                high: true,
-                record: p.own_signed().clone(),
-            }),
-            NOW_MS,
-        );
+        neighbour(&mut a, &p);
         let cfg = a.config().clone();
         let mut t = NOW_MS;
         while a.suspects().next().is_none() {
@@ -2167,15 +2156,7 @@ mod tests {
     fn a_failure_notice_about_oneself_is_refuted_with_a_newer_record() {
         let mut a = node(0);
         let p = node(1);
-        a.on_connected(p.node_id(), NOW_MS);
-        a.on_message(
-            p.node_id(),
-            DiscoveryMsg::V1(DiscoveryV1::Neighbor {
-                high: true,
-                record: p.own_signed().clone(),
-            }),
-            NOW_MS,
-        );
+        neighbour(&mut a, &p);
         let v = a.own_record().version;
         let out = a.on_message(
             p.node_id(),
