@@ -2030,7 +2030,7 @@ mod tests {
         let mut a = node(0);
         let peers: Vec<Gossip> = (1..4).map(node).collect();
         for p in &peers {
-            neighbour(&mut a, &p);
+            neighbour(&mut a, p);
         }
         assert_eq!(a.active().len(), 3);
         let cfg = a.config().clone();
