@@ -24,6 +24,7 @@ pub mod config;
 pub mod configid;
 pub mod devnet;
 pub mod discovery;
+pub mod groups;
 pub mod id;
 pub mod keyfile;
 pub mod metrics;

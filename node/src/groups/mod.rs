@@ -1,0 +1,13 @@
+//! Raft groups: openraft 0.9 on the node's attested QUIC connections, with
+//! the log, vote and snapshots in redb.
+
+pub mod machine;
+pub mod store;
+pub mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use machine::{MachineStore, StateMachine};
+pub use store::{DbError, GroupDb, LogStore};
+pub use types::{GroupTypes, MemberId, Outcome, Proposal};
