@@ -42,13 +42,13 @@ fn parse(bytes: &[u8]) -> Vec<Read> {
         assert_eq!(name.last(), Some(&0), "name NUL");
         let name = String::from_utf8(name[..namesize - 1].to_vec()).expect("utf8");
         let mut data_start = name_start + namesize;
-        while data_start % 4 != 0 {
+        while !data_start.is_multiple_of(4) {
             assert_eq!(bytes[data_start], 0, "name padding");
             data_start += 1;
         }
         let data = bytes[data_start..data_start + filesize].to_vec();
         let mut next = data_start + filesize;
-        while next % 4 != 0 {
+        while !next.is_multiple_of(4) {
             assert_eq!(bytes[next], 0, "data padding");
             next += 1;
         }

@@ -267,7 +267,7 @@ struct RamRange {
 }
 
 fn ram_ranges(tdvf: &Tdvf, memory_bytes: u64) -> Result<Vec<RamRange>, Rtmr0Error> {
-    if memory_bytes == 0 || memory_bytes % crate::tdvf::PAGE_SIZE != 0 {
+    if memory_bytes == 0 || !memory_bytes.is_multiple_of(crate::tdvf::PAGE_SIZE) {
         return Err(Rtmr0Error::Memory(format!(
             "{memory_bytes} is not a positive multiple of 4 KiB"
         )));

@@ -274,7 +274,7 @@ fn truncated_mutated_and_random_images_never_panic() {
     for round in 0..150 {
         let mut m = k[..].to_vec();
         for _ in 0..1 + round % 4 {
-            let pos = if rng.next() % 4 == 0 {
+            let pos = if rng.next().is_multiple_of(4) {
                 k.len() - 0x5c0 + (rng.next() % 0x5c0) as usize
             } else {
                 (rng.next() % header_len) as usize

@@ -55,6 +55,7 @@ pub(crate) enum Op {
     /// Set (or with `None`, delete) a meta key.
     Put(GroupId, &'static str, Option<Vec<u8>>),
     /// Delete both tables of a group.
+    #[allow(dead_code)] // used when a node leaves a group for good
     Drop(GroupId),
 }
 
@@ -235,6 +236,7 @@ impl GroupDb {
     }
 
     /// How many entries the log of `group` holds.
+    #[allow(dead_code)]
     pub(crate) fn log_len(&self, group: &GroupId) -> Result<u64, String> {
         let name = log_name(group);
         let def: TableDefinition<u64, &[u8]> = TableDefinition::new(&name);
@@ -355,6 +357,7 @@ pub(crate) mod key {
     pub const VOTE: &str = "vote";
     pub const COMMITTED: &str = "committed";
     pub const PURGED: &str = "purged";
+    #[allow(dead_code)]
     pub const PROMISE: &str = "promise";
     pub const SNAPSHOT_META: &str = "snapshot-meta";
     pub const SNAPSHOT_DATA: &str = "snapshot-data";
@@ -381,7 +384,10 @@ impl LogStore {
         LogStore { group, db }
     }
 
-    fn meta_get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+    fn meta_get<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StorageError> {
         match self.db.meta(&self.group, key).map_err(read_err)? {
             Some(b) => decode(&b).map(Some).map_err(read_err),
             None => Ok(None),
@@ -440,7 +446,10 @@ impl openraft::storage::RaftLogStorage<super::types::GroupTypes> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let bytes = encode(&committed).map_err(write_err)?;
         self.db
-            .write(vec![Op::Put(self.group, key::COMMITTED, Some(bytes))], false)
+            .write(
+                vec![Op::Put(self.group, key::COMMITTED, Some(bytes))],
+                false,
+            )
             .await
             .map_err(write_err)
     }
