@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminAuth};
 use crate::discovery::{CatalogEvent, Discovery, DiscoveryError, DiscoveryOptions, PeerRecord};
+use crate::groups::{DbError, GroupDb, Groups};
 use crate::id::NodeId;
 use crate::network::{
     ConnectedPeer, Identity, Limits, Network, NetworkError, SocketWrapper, TicketSource,
@@ -103,6 +104,12 @@ pub enum NodeError {
     /// Discovery did not start.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    /// The groups database could not be opened.
+    #[error(transparent)]
+    Groups(#[from] DbError),
+    /// The groups subsystem could not register with the transport.
+    #[error("groups subsystem: {0}")]
+    Register(#[from] crate::network::RegisterError),
     /// The admin API could not be set up.
     #[error("admin API on {addr}: {detail}")]
     Admin {
@@ -117,6 +124,7 @@ pub enum NodeError {
 pub struct Node {
     network: Network,
     discovery: Arc<Discovery>,
+    groups: Arc<Groups>,
     admin_addr: Option<SocketAddr>,
     stop_admin: watch::Sender<bool>,
     admin_task: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -142,7 +150,7 @@ impl Node {
         if let Some(anchor) = spec.anchor {
             builder = builder.trust_anchor(anchor);
         }
-        if let Some(dir) = spec.data_dir {
+        if let Some(dir) = spec.data_dir.clone() {
             builder = builder.data_dir(dir);
         }
         if let Some(wrap) = spec.socket {
@@ -160,10 +168,27 @@ impl Node {
                 return Err(e.into());
             }
         };
+        // Raft state lives beside the node key, so it survives restarts with
+        // the identity it belongs to; without a data dir, in memory.
+        let db = match &spec.data_dir {
+            Some(dir) => GroupDb::open(&dir.join("groups.redb")),
+            None => GroupDb::in_memory(),
+        };
+        let groups = match db
+            .map_err(NodeError::from)
+            .and_then(|db| Ok(Groups::start(&network, discovery.clone(), db)?))
+        {
+            Ok(g) => g,
+            Err(e) => {
+                network.shutdown().await;
+                return Err(e);
+            }
+        };
         let (stop_admin, mut stop_rx) = watch::channel(false);
         let mut node = Node {
             network: network.clone(),
             discovery: discovery.clone(),
+            groups: groups.clone(),
             admin_addr: None,
             stop_admin,
             admin_task: std::sync::Mutex::new(None),
@@ -183,9 +208,10 @@ impl Node {
                 let router = admin::router(
                     Arc::new(NodeAdmin(network.clone())),
                     AdminAuth::new(validator, spec.clock),
-                    [admin::peers_router(Arc::new(move || {
-                        peer_views(&net, &disc)
-                    }))],
+                    [
+                        admin::peers_router(Arc::new(move || peer_views(&net, &disc))),
+                        crate::groups::admin::router(groups.clone()),
+                    ],
                 );
                 let task = tokio::spawn(async move {
                     let stop = async move {
@@ -219,6 +245,11 @@ impl Node {
     /// Discovery.
     pub fn discovery(&self) -> &Arc<Discovery> {
         &self.discovery
+    }
+
+    /// Raft groups: join one with [`Groups::join`].
+    pub fn groups(&self) -> &Arc<Groups> {
+        &self.groups
     }
 
     /// The admin API's address, when it runs.

@@ -5,11 +5,13 @@
 //! kernel and its modules) are read from the directory `tessella-image fetch`
 //! fills, see [`image_inputs`].
 //!
-//! The test kit, for cluster tests, is [`kit`].
+//! The test kit, for cluster tests, is [`kit`]; [`lincheck`] checks recorded
+//! histories for linearizability.
 
 use std::path::PathBuf;
 
 pub mod kit;
+pub mod lincheck;
 
 /// The directory holding the real TDX samples, `../shared/tdx-samples` relative
 /// to the workspace root, or `TESSELLA_TDX_SAMPLES` when set.

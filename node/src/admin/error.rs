@@ -63,6 +63,13 @@ pub enum ApiError {
     /// The revocation list is full. 507 `revocations_full`.
     #[error("the revocation list is full")]
     RevocationsFull,
+    /// No group of that name runs on this node. 404 `no_such_group`.
+    #[error("no group {0} on this node")]
+    NoSuchGroup(String),
+    /// A group membership change was refused (this node does not lead the
+    /// group, or another change is in progress). 409 `membership_refused`.
+    #[error("membership change refused: {0}")]
+    MembershipRefused(String),
     /// Something broke inside the node. 500 `internal`; the detail is only
     /// logged.
     #[error("internal error: {0}")]
@@ -81,7 +88,8 @@ impl ApiError {
             | ApiError::BadBody(_)
             | ApiError::TicketRejected(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NoSuchGroup(_) => StatusCode::NOT_FOUND,
+            ApiError::MembershipRefused(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RevocationsFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -102,6 +110,8 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::RevocationsFull => "revocations_full",
+            ApiError::NoSuchGroup(_) => "no_such_group",
+            ApiError::MembershipRefused(_) => "membership_refused",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -131,6 +141,11 @@ impl ApiError {
             ApiError::RevocationsFull => {
                 "the revocation list is full; restart the node with fresh tickets".to_owned()
             }
+            ApiError::NoSuchGroup(_) => "this node runs no group of that name".to_owned(),
+            ApiError::MembershipRefused(_) => "the membership change was refused: send it to \
+                 the group's leader (see GET /v1/groups/{name}) once no other change is in \
+                 progress; the node's log has the detail"
+                .to_owned(),
             ApiError::Internal(_) => "internal error; see the node's log".to_owned(),
         }
     }

@@ -261,6 +261,21 @@ impl Discovery {
             .collect()
     }
 
+    /// Like [`Discovery::providers`], with each record's verified ticket
+    /// claims, for subsystems that check grants before acting on an
+    /// advertisement.
+    pub fn verified_providers(
+        &self,
+        pred: impl Fn(&Service) -> bool,
+    ) -> Vec<Arc<super::record::VerifiedRecord>> {
+        self.gossip()
+            .catalog()
+            .iter()
+            .filter(|p| p.record().services.iter().any(&pred))
+            .map(|p| p.verified().clone())
+            .collect()
+    }
+
     fn change_services(
         &self,
         change: impl FnOnce(&mut Vec<Service>) -> bool,

@@ -357,7 +357,6 @@ pub(crate) mod key {
     pub const VOTE: &str = "vote";
     pub const COMMITTED: &str = "committed";
     pub const PURGED: &str = "purged";
-    #[allow(dead_code)]
     pub const PROMISE: &str = "promise";
     pub const SNAPSHOT_META: &str = "snapshot-meta";
     pub const SNAPSHOT_DATA: &str = "snapshot-data";

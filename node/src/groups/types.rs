@@ -123,3 +123,5 @@ pub type StoredMembership = openraft::StoredMembership<MemberId, openraft::Empty
 pub type SnapshotMeta = openraft::SnapshotMeta<MemberId, openraft::EmptyNode>;
 /// A snapshot.
 pub type Snapshot = openraft::Snapshot<GroupTypes>;
+/// A group's Raft metrics.
+pub type RaftMetrics = openraft::RaftMetrics<MemberId, openraft::EmptyNode>;

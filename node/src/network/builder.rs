@@ -13,7 +13,8 @@ use tessella_attestation::dev::{DevPki, DevQuoteProvider, DevTd};
 use tessella_attestation::provider::QuoteProvider;
 use tessella_attestation::ratls::{self, CertResolver, NodeKey, RatlsVerifier};
 use tessella_attestation::{
-    CollateralStore, Policy, TicketIssuer, TicketValidator, TrustAnchor, TrustedIssuer, Verifier,
+    CollateralStore, Policy, TicketClaims, TicketIssuer, TicketValidator, TrustAnchor,
+    TrustedIssuer, Verifier,
 };
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -67,6 +68,9 @@ pub enum TicketSource {
     Static(String),
     /// Self-issued with the network's issuer key (dev clusters, tests).
     Issuer(Arc<TicketIssuer>, u64),
+    /// Self-issued like [`TicketSource::Issuer`], carrying the stream, group
+    /// and collection grants of the template claims (dev clusters, tests).
+    IssuerGranting(Arc<TicketIssuer>, u64, Arc<TicketClaims>),
     /// None yet: the node's id only exists once it has started, so an
     /// operator issues its ticket afterwards and installs it with
     /// [`Network::install_ticket`] (admin `POST /v1/ticket`). Until then
@@ -455,6 +459,15 @@ pub(crate) fn own_ticket(
         TicketSource::Pending => Ok(String::new()),
         TicketSource::Issuer(issuer, ttl) => {
             let claims = issuer.claims(node_id.to_string(), network, now, *ttl);
+            issuer
+                .issue(&claims)
+                .map_err(|e| NetworkError::Ticket(e.to_string()))
+        }
+        TicketSource::IssuerGranting(issuer, ttl, template) => {
+            let mut claims = issuer.claims(node_id.to_string(), network, now, *ttl);
+            claims.streams = template.streams.clone();
+            claims.groups = template.groups.clone();
+            claims.collections = template.collections.clone();
             issuer
                 .issue(&claims)
                 .map_err(|e| NetworkError::Ticket(e.to_string()))

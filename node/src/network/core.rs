@@ -558,7 +558,9 @@ impl Core {
                 me.renewing.store(false, Ordering::Release);
             });
         }
-        if let TicketSource::Issuer(_, ttl) = self.ticket_source {
+        if let TicketSource::Issuer(_, ttl) | TicketSource::IssuerGranting(_, ttl, _) =
+            self.ticket_source
+        {
             // Self-issued tickets are renewed at two thirds of their life.
             let renewed = {
                 let mut own = lock(&self.ticket);

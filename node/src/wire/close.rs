@@ -35,11 +35,17 @@ pub enum CloseCode {
     UnsupportedVersion = 10,
     /// A local failure that is not the peer's fault (an I/O error, a bug).
     Internal = 11,
+    /// The stream names a resource (group, stream, collection) this node
+    /// does not serve.
+    UnknownResource = 12,
+    /// The peer's ticket does not grant what the stream asks for (e.g.
+    /// `join` on a group), or it is not a member of the resource.
+    NotPermitted = 13,
 }
 
 impl CloseCode {
     /// Every code, in numeric order.
-    pub const ALL: [CloseCode; 12] = [
+    pub const ALL: [CloseCode; 14] = [
         CloseCode::Normal,
         CloseCode::ProtocolViolation,
         CloseCode::UnknownFamily,
@@ -52,6 +58,8 @@ impl CloseCode {
         CloseCode::TicketRevoked,
         CloseCode::UnsupportedVersion,
         CloseCode::Internal,
+        CloseCode::UnknownResource,
+        CloseCode::NotPermitted,
     ];
 
     /// The code's number.
@@ -81,6 +89,8 @@ impl CloseCode {
             CloseCode::TicketRevoked => "ticket revoked",
             CloseCode::UnsupportedVersion => "unsupported protocol version",
             CloseCode::Internal => "internal error",
+            CloseCode::UnknownResource => "unknown resource",
+            CloseCode::NotPermitted => "not permitted",
         }
     }
 }

@@ -64,6 +64,8 @@
 //! |    9 | `TicketRevoked`      | the ticket that admitted the session was revoked               |
 //! |   10 | `UnsupportedVersion` | the family's protocol version in the header is not spoken here |
 //! |   11 | `Internal`           | a local failure, not the peer's fault (I/O error, bug)         |
+//! |   12 | `UnknownResource`    | the stream names a group/stream/collection not served here     |
+//! |   13 | `NotPermitted`       | the ticket lacks the grant (e.g. `join`), or not a member      |
 //!
 //! An unknown ALPN never reaches these codes: the TLS handshake itself fails
 //! with the `no_application_protocol` alert (QUIC `CRYPTO_ERROR` 0x178).

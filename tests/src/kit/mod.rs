@@ -8,12 +8,16 @@
 //!   the node's one assembly, each with its own data dir, so a node can be
 //!   stopped and restarted with the same id; raw RA-TLS peers that misbehave
 //!   on purpose; bounded waits with reasons, scaled by `TESSELLA_TIME_SCALE`.
+//! - [`groups`]: a register machine for Raft group tests and tickets that
+//!   grant `join` and `write` on groups.
 //! - [`member`]: `tessella-node dev --member I` as a child process, to
 //!   `kill -9` and start again.
 
 pub mod cluster;
 pub mod faults;
+pub mod groups;
 pub mod member;
 
 pub use cluster::*;
+pub use groups::{join_all, test_config, RegCmd, RegOut, Registers};
 pub use member::{http_get, Member};

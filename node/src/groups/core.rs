@@ -1,0 +1,251 @@
+//! One group on this node, without the application's types: its Raft, its
+//! batcher queue and how to answer a query. The protocol handler, the typed
+//! [`Group`](super::Group) handle and membership upkeep all work through it.
+
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::ServerState;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::batcher::{Pending, Written};
+use super::config::GroupConfig;
+use super::error::GroupError;
+use super::net::{call, CallError};
+use super::store::GroupDb;
+use super::types::{MemberId, Raft};
+use super::wire::{GroupRequest, GroupResponse, Refusal};
+use crate::id::GroupId;
+use crate::network::Network;
+
+/// Answers an encoded query from the local state.
+pub(crate) type QueryFn = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, Refusal> + Send + Sync>;
+
+/// How long to wait for a leader before retrying a forwarded call.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// One group on this node.
+pub(crate) struct GroupCore {
+    pub id: GroupId,
+    pub name: String,
+    pub me: MemberId,
+    pub raft: Raft,
+    pub config: GroupConfig,
+    pub net: Network,
+    pub db: GroupDb,
+    pub queue: mpsc::Sender<Pending>,
+    pub applied: watch::Receiver<u64>,
+    pub query: QueryFn,
+    /// The founding set this node promised (see `forming`), cached.
+    pub promise: tokio::sync::Mutex<Option<Vec<MemberId>>>,
+    /// Set when the group stops on this node.
+    pub stopped: watch::Sender<bool>,
+}
+
+impl GroupCore {
+    /// The leader as this member last heard.
+    pub fn leader(&self) -> Option<MemberId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    /// Whether this member leads now.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.me)
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// Wait (at most `until`) for the leader to change from `seen` or for a
+    /// short pause, whichever comes first.
+    async fn pause_for_leader(&self, seen: Option<MemberId>, until: Instant) {
+        let mut rx = self.raft.metrics();
+        let wait = async {
+            loop {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                let leader = rx.borrow().current_leader;
+                if leader.is_some() && leader != seen {
+                    return;
+                }
+            }
+        };
+        let pause = until
+            .saturating_duration_since(Instant::now())
+            .min(RETRY_PAUSE * 10);
+        let _ = tokio::time::timeout(pause, wait).await;
+        tokio::time::sleep(RETRY_PAUSE.min(until.saturating_duration_since(Instant::now()))).await;
+    }
+
+    /// Propose `cmd` through the local batcher (this member must lead).
+    pub async fn propose_local(&self, cmd: Vec<u8>, until: Instant) -> Written {
+        let (tx, rx) = oneshot::channel();
+        let queued =
+            tokio::time::timeout_at(until.into(), self.queue.send(Pending { cmd, reply: tx }))
+                .await;
+        match queued {
+            Ok(Ok(())) => {}
+            // Nothing was proposed: the caller may retry.
+            Ok(Err(_)) => return Err(Refusal::NotLeader(None)),
+            Err(_) => return Err(Refusal::NotLeader(self.leader())),
+        }
+        match tokio::time::timeout_at(until.into(), rx).await {
+            Ok(Ok(written)) => written,
+            Ok(Err(_)) => Err(Refusal::Failed("the batcher stopped".into())),
+            Err(_) => Err(Refusal::Failed("no answer before the deadline".into())),
+        }
+    }
+
+    /// Write `cmd` through the leader, wherever it is, retrying only where
+    /// nothing can have been proposed. Returns the entry's index and the
+    /// command's encoded output.
+    pub async fn write(&self, cmd: Vec<u8>) -> Result<(u64, Vec<u8>), GroupError> {
+        let until = Instant::now() + self.config.write_timeout;
+        loop {
+            if self.stopping() {
+                return Err(GroupError::Stopped);
+            }
+            if Instant::now() >= until {
+                return Err(GroupError::NoLeader(self.config.write_timeout));
+            }
+            let leader = self.leader();
+            let outcome = match leader {
+                None => {
+                    self.pause_for_leader(None, until).await;
+                    continue;
+                }
+                Some(l) if l == self.me => self.propose_local(cmd.clone(), until).await,
+                Some(l) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    let req = GroupRequest::Forward(self.id, cmd.clone());
+                    match call(&self.net, l, &req, self.config.max_frame, left).await {
+                        Ok(GroupResponse::Written(index, out)) => Ok((index, out)),
+                        Ok(GroupResponse::Refused(r)) => Err(r),
+                        Ok(other) => Err(Refusal::Failed(format!("unexpected answer {other:?}"))),
+                        Err(CallError::NotSent(..)) => Err(Refusal::NotLeader(None)),
+                        Err(e) => return Err(GroupError::Indeterminate(e.to_string())),
+                    }
+                }
+            };
+            match outcome {
+                Ok((index, Ok(out))) => return Ok((index, out)),
+                Ok((_, Err(why))) => return Err(GroupError::Rejected(why)),
+                Err(Refusal::NotLeader(_)) => self.pause_for_leader(leader, until).await,
+                Err(Refusal::Undecodable(why)) => return Err(GroupError::Rejected(why)),
+                Err(Refusal::Failed(why)) => return Err(GroupError::Indeterminate(why)),
+            }
+        }
+    }
+
+    /// The leader's read index, confirmed by a quorum (this member must lead).
+    pub async fn read_index_local(&self) -> Result<u64, Refusal> {
+        match self.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(Refusal::NotLeader(f.leader_id))
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q))) => {
+                Err(Refusal::Failed(q.to_string()))
+            }
+            Err(RaftError::Fatal(f)) => Err(Refusal::Failed(f.to_string())),
+        }
+    }
+
+    /// A linearizable read point: the leader's read index, then wait until
+    /// this member has applied it.
+    pub async fn linearizable_point(&self) -> Result<u64, GroupError> {
+        let until = Instant::now() + self.config.write_timeout;
+        let index = loop {
+            if self.stopping() {
+                return Err(GroupError::Stopped);
+            }
+            if Instant::now() >= until {
+                return Err(GroupError::NoLeader(self.config.write_timeout));
+            }
+            let leader = self.leader();
+            let got = match leader {
+                None => {
+                    self.pause_for_leader(None, until).await;
+                    continue;
+                }
+                Some(l) if l == self.me => self.read_index_local().await,
+                Some(l) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    let req = GroupRequest::ReadIndex(self.id);
+                    match call(&self.net, l, &req, self.config.max_frame, left).await {
+                        Ok(GroupResponse::ReadIndex(i)) => Ok(i),
+                        Ok(GroupResponse::Refused(r)) => Err(r),
+                        Ok(other) => Err(Refusal::Failed(format!("unexpected answer {other:?}"))),
+                        // A read has no effect: any failure may be retried.
+                        Err(e) => Err(Refusal::Failed(e.to_string())),
+                    }
+                }
+            };
+            match got {
+                Ok(i) => break i,
+                Err(Refusal::NotLeader(_)) | Err(Refusal::Failed(_)) => {
+                    self.pause_for_leader(leader, until).await
+                }
+                Err(Refusal::Undecodable(why)) => return Err(GroupError::Rejected(why)),
+            }
+        };
+        self.wait_applied(index, until).await?;
+        Ok(index)
+    }
+
+    /// Wait until this member has applied `index`.
+    pub async fn wait_applied(&self, index: u64, until: Instant) -> Result<(), GroupError> {
+        let mut rx = self.applied.clone();
+        let reached = tokio::time::timeout_at(until.into(), rx.wait_for(|&a| a >= index)).await;
+        match reached {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(GroupError::Stopped),
+            Err(_) => Err(GroupError::Lagging {
+                index,
+                applied: *self.applied.borrow(),
+            }),
+        }
+    }
+
+    /// Answer `query` from the leader's state, without a quorum round.
+    pub async fn query_at_leader(&self, query: Vec<u8>) -> Result<Vec<u8>, GroupError> {
+        let until = Instant::now() + self.config.write_timeout;
+        loop {
+            if self.stopping() {
+                return Err(GroupError::Stopped);
+            }
+            if Instant::now() >= until {
+                return Err(GroupError::NoLeader(self.config.write_timeout));
+            }
+            let leader = self.leader();
+            let got = match leader {
+                None => {
+                    self.pause_for_leader(None, until).await;
+                    continue;
+                }
+                Some(l) if l == self.me => (self.query)(&query),
+                Some(l) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    let req = GroupRequest::Query(self.id, query.clone());
+                    match call(&self.net, l, &req, self.config.max_frame, left).await {
+                        Ok(GroupResponse::Answer(a)) => Ok(a),
+                        Ok(GroupResponse::Refused(r)) => Err(r),
+                        Ok(other) => Err(Refusal::Failed(format!("unexpected answer {other:?}"))),
+                        Err(e) => Err(Refusal::Failed(e.to_string())),
+                    }
+                }
+            };
+            match got {
+                Ok(a) => return Ok(a),
+                Err(Refusal::NotLeader(_)) | Err(Refusal::Failed(_)) => {
+                    self.pause_for_leader(leader, until).await
+                }
+                Err(Refusal::Undecodable(why)) => return Err(GroupError::Rejected(why)),
+            }
+        }
+    }
+}
