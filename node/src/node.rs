@@ -322,9 +322,13 @@ impl Node {
         self.network.now()
     }
 
-    /// Stop the admin API, announce departure and close every connection.
+    /// Stop the admin API and Raft groups, announce departure and close
+    /// every connection.
     pub async fn shutdown(&self) {
         let _ = self.stop_admin.send(true);
+        // Raft first, while connections still carry its last messages; the
+        // groups database is closed and released before the node returns.
+        self.groups.shutdown().await;
         self.network.shutdown().await;
         let task = self
             .admin_task

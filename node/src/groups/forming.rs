@@ -6,13 +6,20 @@
 //!
 //! 1. Every node computes the *founding set*: the N lowest member ids among
 //!    the eligible advertisers it sees (itself included).
-//! 2. Only the lowest id of that set proposes it, to each other member.
+//! 2. Only the lowest id of that set proposes it, to each other member, once
+//!    the set has stood for a few upkeep rounds: first asking whether each
+//!    member would promise it (nothing is recorded), then, if all would,
+//!    for the promise itself.
 //! 3. A member **promises** a set, durably and once for all, only if it is
 //!    not initialized, has promised nothing else, the proposer is the set's
 //!    lowest id, and the set equals its own founding set. Once promised, it
 //!    refuses every other set forever.
-//! 4. The proposer initializes Raft with the set only after every member
-//!    promised it (and after promising it itself).
+//! 4. The proposer promises the set itself last, after every other member
+//!    promised it, and then initializes Raft with it.
+//!
+//! The non-binding round keeps members from promising a set that another
+//! member's view already contradicts; a promise can still strand a set if
+//! views change between the two rounds (milliseconds).
 //!
 //! **Why two different founding memberships cannot both be initialized.**
 //! Initializing a set S requires a durable promise of S from every member of
@@ -29,7 +36,8 @@
 //! membership entry (log index 0, term 0) on every node that does it.
 //!
 //! A proposer whose members promised but which died before initializing
-//! restarts with its promise on disk and proposes the same set again; a
+//! proposes the same set again when it comes back (members answer a set
+//! they promised with yes again); a
 //! proposer that never comes back (a TD reboot gives it a new id) leaves its
 //! members promised to a set that cannot form: the operator then declares
 //! the members explicitly. That is the price of never forming two groups.

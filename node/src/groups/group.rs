@@ -48,6 +48,15 @@ impl<M: StateMachine> Clone for Group<M> {
     }
 }
 
+impl<M: StateMachine> std::fmt::Debug for Group<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.core.name)
+            .field("member", &self.core.me)
+            .finish_non_exhaustive()
+    }
+}
+
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, GroupError> {
     encode(v).map_err(GroupError::Encoding)
 }
@@ -240,6 +249,8 @@ pub struct GroupStatus {
     pub applied: u64,
     /// The index the last snapshot covers.
     pub snapshot: u64,
+    /// The last index removed from the log (covered by a snapshot).
+    pub purged: u64,
     /// The voters the group should keep.
     pub target_voters: usize,
     /// For the leader: each member's last replicated index.
@@ -264,6 +275,7 @@ pub(crate) fn status_of(core: &GroupCore) -> GroupStatus {
         last_log_index: m.last_log_index.unwrap_or(0),
         applied: m.last_applied.map(|l| l.index).unwrap_or(0),
         snapshot: m.snapshot.map(|l| l.index).unwrap_or(0),
+        purged: m.purged.map(|l| l.index).unwrap_or(0),
         target_voters: core.config.voters,
         replication: m
             .replication

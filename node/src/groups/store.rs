@@ -70,8 +70,12 @@ struct Job {
 /// The node's Raft database. Cheap to clone.
 #[derive(Clone)]
 pub struct GroupDb {
-    db: Arc<Database>,
+    /// `None` once closed: readers fail, and the file's lock is released
+    /// when the writer thread exits (see [`GroupDb::close`]).
+    db: Arc<std::sync::RwLock<Option<Arc<Database>>>>,
     jobs: mpsc::Sender<Job>,
+    /// Fires when the writer thread has exited.
+    writer_done: Arc<std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>>,
     in_memory: bool,
 }
 
@@ -123,16 +127,48 @@ impl GroupDb {
     fn start(db: Database, in_memory: bool) -> Result<GroupDb, DbError> {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(QUEUE);
-        let writer_db = db.clone();
+        let shared = Arc::new(std::sync::RwLock::new(Some(db.clone())));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let closed = shared.clone();
         std::thread::Builder::new()
             .name("tessella-groups-db".into())
-            .spawn(move || writer(writer_db, rx))
+            .spawn(move || {
+                writer(db, rx, closed);
+                let _ = done_tx.send(());
+            })
             .map_err(|e| DbError::Thread(e.to_string()))?;
         Ok(GroupDb {
-            db,
+            db: shared,
             jobs: tx,
+            writer_done: Arc::new(std::sync::Mutex::new(Some(done_rx))),
             in_memory,
         })
+    }
+
+    fn handle(&self) -> Result<Arc<Database>, String> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| "the group database is closed".to_string())
+    }
+
+    /// Close the database: later reads and writes fail, queued writes are
+    /// committed and synced, and once the writer thread exits (this waits
+    /// for it, at most `wait`) the file is released, so the node can be
+    /// started again in the same process.
+    pub async fn close(&self, wait: std::time::Duration) {
+        self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        // Wake the writer so it sees the close.
+        let _ = self.submit(Vec::new(), None).await;
+        let done = self
+            .writer_done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(done) = done {
+            let _ = tokio::task::spawn_blocking(move || done.recv_timeout(wait)).await;
+        }
     }
 
     /// Whether this database lives in memory only.
@@ -185,7 +221,7 @@ impl GroupDb {
     pub(crate) fn meta(&self, group: &GroupId, key: &str) -> Result<Option<Vec<u8>>, String> {
         let name = meta_name(group);
         let def: TableDefinition<&str, &[u8]> = TableDefinition::new(&name);
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let txn = self.handle()?.begin_read().map_err(|e| e.to_string())?;
         let table = match txn.open_table(def) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -204,7 +240,7 @@ impl GroupDb {
     ) -> Result<Vec<(u64, Vec<u8>)>, String> {
         let name = log_name(group);
         let def: TableDefinition<u64, &[u8]> = TableDefinition::new(&name);
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let txn = self.handle()?.begin_read().map_err(|e| e.to_string())?;
         let table = match txn.open_table(def) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -225,7 +261,7 @@ impl GroupDb {
     pub(crate) fn last_entry(&self, group: &GroupId) -> Result<Option<Vec<u8>>, String> {
         let name = log_name(group);
         let def: TableDefinition<u64, &[u8]> = TableDefinition::new(&name);
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let txn = self.handle()?.begin_read().map_err(|e| e.to_string())?;
         let table = match txn.open_table(def) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -240,7 +276,7 @@ impl GroupDb {
     pub(crate) fn log_len(&self, group: &GroupId) -> Result<u64, String> {
         let name = log_name(group);
         let def: TableDefinition<u64, &[u8]> = TableDefinition::new(&name);
-        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let txn = self.handle()?.begin_read().map_err(|e| e.to_string())?;
         match txn.open_table(def) {
             Ok(t) => t.len().map_err(|e| e.to_string()),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
@@ -251,7 +287,12 @@ impl GroupDb {
 
 /// The writer thread: drain, apply in one transaction, commit readable,
 /// then make durable in one fsync.
-fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Job>) {
+fn writer(
+    db: Arc<Database>,
+    mut rx: mpsc::Receiver<Job>,
+    shared: Arc<std::sync::RwLock<Option<Arc<Database>>>>,
+) {
+    let closed = || shared.read().unwrap_or_else(|p| p.into_inner()).is_none();
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < QUEUE {
@@ -269,6 +310,9 @@ fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Job>) {
             }
         }
         if durable.is_empty() {
+            if closed() {
+                break;
+            }
             continue;
         }
         let synced = match &applied {
@@ -281,6 +325,14 @@ fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Job>) {
                 Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
             });
         }
+        if closed() {
+            break;
+        }
+    }
+    // Commits made without durability (the commit index) reach the disk.
+    rx.close();
+    if let Err(e) = sync(&db) {
+        tracing::warn!(error = %e, "group database: final sync failed");
     }
 }
 

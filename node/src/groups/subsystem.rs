@@ -214,7 +214,8 @@ impl Groups {
         }
     }
 
-    /// Stop Raft in every group (the node is stopping). State stays on disk.
+    /// Stop Raft in every group and close the database (the node is
+    /// stopping). State stays on disk. Calling it again does nothing more.
     pub async fn shutdown(&self) {
         let cores: Vec<Arc<GroupCore>> = self
             .groups
@@ -227,6 +228,7 @@ impl Groups {
             let _ = core.stopped.send(true);
             let _ = core.raft.shutdown().await;
         }
+        self.db.close(Duration::from_secs(5)).await;
     }
 }
 
@@ -367,7 +369,7 @@ async fn answer(
                 Err(r) => GroupResponse::Refused(r),
             }
         }
-        GroupRequest::Found(_, set) => {
+        GroupRequest::Found(_, set, binding) => {
             let initialized = core.raft.is_initialized().await.unwrap_or(true);
             let mine = upkeep::my_founding_set(core, &groups.discovery);
             let mut promise = core.promise.lock().await;
@@ -381,6 +383,7 @@ async fn answer(
                 mine.as_deref(),
             );
             match verdict {
+                Answer::Promise if !binding => GroupResponse::Founded(true),
                 Answer::Promise => match upkeep::persist_promise(core, &set).await {
                     Ok(()) => {
                         tracing::info!(group = %core.name, proposer = %from, "promised a founding set");

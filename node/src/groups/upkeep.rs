@@ -26,6 +26,8 @@ use crate::discovery::{Discovery, GroupRole, Service};
 
 /// A learner is caught up when it is at most this many entries behind.
 const CAUGHT_UP_LAG: u64 = 64;
+/// Rounds a founding set must stand before it is proposed.
+const SETTLE_ROUNDS: u32 = 4;
 /// Most learners added in one round.
 const LEARNERS_PER_ROUND: usize = 4;
 
@@ -151,8 +153,22 @@ async fn initialize(core: &GroupCore, set: BTreeSet<MemberId>) {
     }
 }
 
+/// Ask every other member of `set` about it; true when all say yes.
+async fn ask_all(core: &GroupCore, set: &[MemberId], binding: bool) -> bool {
+    let deadline = core.config.election_timeout.1 * 4;
+    // One member at a time (at most eight; founding happens once).
+    for &m in set.iter().filter(|&&m| m != core.me) {
+        let req = GroupRequest::Found(core.id, set.to_vec(), binding);
+        let r = call(&core.net, m, &req, core.config.max_frame, deadline).await;
+        if !matches!(r, Ok(GroupResponse::Founded(true))) {
+            return false;
+        }
+    }
+    true
+}
+
 /// One founding attempt (the node is not initialized).
-async fn found(core: &GroupCore, discovery: &Discovery) {
+async fn found(core: &GroupCore, discovery: &Discovery, memory: &mut Memory) {
     if !core.config.members.is_empty() {
         let set: BTreeSet<MemberId> = core.config.members.iter().map(|&n| n.into()).collect();
         if set.contains(&core.me) {
@@ -161,8 +177,36 @@ async fn found(core: &GroupCore, discovery: &Discovery) {
         return;
     }
     let Some(set) = my_founding_set(core, discovery) else {
+        memory.seen = None;
         return;
     };
+    // Propose only a set that has stood for a few rounds, so the members'
+    // views have had time to agree.
+    match &memory.seen {
+        Some((seen, since)) if *seen == set => {
+            if since.elapsed() < core.config.upkeep_every * SETTLE_ROUNDS {
+                return;
+            }
+        }
+        _ => {
+            memory.seen = Some((set.clone(), Instant::now()));
+            return;
+        }
+    }
+    if !forming::should_propose(core.me, &set, core.promise.lock().await.as_deref()) {
+        return;
+    }
+    // Ask first without binding anyone: a member whose view differs says
+    // no and nobody is left holding a promise to a set that cannot form.
+    if !ask_all(core, &set, false).await {
+        tracing::debug!(group = %core.name, "founding set not agreed by all yet");
+        return;
+    }
+    if !ask_all(core, &set, true).await {
+        tracing::warn!(group = %core.name, "founding set not promised by all");
+        return;
+    }
+    // The proposer promises last, and only the set everyone promised.
     {
         let mut promise = core.promise.lock().await;
         if !forming::should_propose(core.me, &set, promise.as_deref()) {
@@ -176,19 +220,7 @@ async fn found(core: &GroupCore, discovery: &Discovery) {
             *promise = Some(set.clone());
         }
     }
-    let deadline = core.config.election_timeout.1 * 4;
-    // Ask each member in turn (at most nine; founding happens once).
-    let mut answers = Vec::with_capacity(set.len());
-    for &m in set.iter().filter(|&&m| m != core.me) {
-        let req = GroupRequest::Found(core.id, set.clone());
-        let r = call(&core.net, m, &req, core.config.max_frame, deadline).await;
-        answers.push(matches!(r, Ok(GroupResponse::Founded(true))));
-    }
-    if answers.iter().all(|&yes| yes) {
-        initialize(core, set.into_iter().collect()).await;
-    } else {
-        tracing::debug!(group = %core.name, "founding set not promised by all yet");
-    }
+    initialize(core, set.into_iter().collect()).await;
 }
 
 /// Where upkeep keeps what it learned between rounds.
@@ -196,6 +228,8 @@ async fn found(core: &GroupCore, discovery: &Discovery) {
 struct Memory {
     /// When each voter was first seen unreachable (leader only).
     absent_since: HashMap<MemberId, Instant>,
+    /// The founding set last computed, and since when it has stood.
+    seen: Option<(Vec<MemberId>, Instant)>,
 }
 
 /// One round on the leader.
@@ -331,7 +365,7 @@ pub(crate) async fn run(core: Arc<GroupCore>, discovery: Arc<Discovery>) {
         }
         record_metrics(&core);
         match core.raft.is_initialized().await {
-            Ok(false) => found(&core, &discovery).await,
+            Ok(false) => found(&core, &discovery, &mut memory).await,
             Ok(true) if core.is_leader() => lead(&core, &discovery, &mut memory).await,
             Ok(true) => memory.absent_since.clear(),
             Err(_) => return,

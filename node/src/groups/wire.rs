@@ -32,8 +32,10 @@ pub enum GroupRequest {
     ReadIndex(GroupId),
     /// A query answered from the leader's state (`Consistency::Leader`).
     Query(GroupId, Vec<u8>),
-    /// A founding membership proposed by its lowest member.
-    Found(GroupId, Vec<MemberId>),
+    /// A founding membership proposed by its lowest member: with `true`,
+    /// a binding promise is asked for; with `false`, only whether the member
+    /// would promise it now (nothing is recorded).
+    Found(GroupId, Vec<MemberId>, bool),
 }
 
 impl GroupRequest {
@@ -46,7 +48,7 @@ impl GroupRequest {
             | GroupRequest::Forward(g, _)
             | GroupRequest::ReadIndex(g)
             | GroupRequest::Query(g, _)
-            | GroupRequest::Found(g, _) => *g,
+            | GroupRequest::Found(g, ..) => *g,
         }
     }
 
@@ -80,7 +82,8 @@ pub enum GroupResponse {
     ReadIndex(u64),
     /// To [`GroupRequest::Query`]: the encoded answer.
     Answer(Vec<u8>),
-    /// To [`GroupRequest::Found`]: whether the member promised the set.
+    /// To [`GroupRequest::Found`]: whether the member promised the set
+    /// (or would).
     Founded(bool),
     /// The request was refused or failed.
     Refused(Refusal),

@@ -79,7 +79,7 @@ mod header;
 mod io;
 
 pub use close::CloseCode;
-pub use frame::{read_frame, write_frame, FrameError, DEFAULT_MAX_FRAME};
+pub use frame::{encode_frame, read_frame, write_frame, FrameError, DEFAULT_MAX_FRAME};
 pub use header::{
     read_header, write_header, StreamFamily, StreamHeader, WireError, HEADER_LEN, MAGIC,
 };
