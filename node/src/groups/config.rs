@@ -137,14 +137,20 @@ mod tests {
         assert_eq!(GroupConfig::default().check(), Ok(()));
         assert!(GroupConfig::default().raft_config("g").is_ok());
         assert!(GroupConfig::with_voters(0).check().is_err());
-        let mut c = GroupConfig::default();
-        c.election_timeout = (Duration::from_millis(50), Duration::from_millis(600));
-        assert!(c.check().unwrap_err().contains("heartbeat"));
-        let mut c = GroupConfig::default();
-        c.members = vec![NodeId([1; 32])];
-        assert!(c.check().unwrap_err().contains("explicit members"));
-        let mut c = GroupConfig::default();
-        c.max_batch_bytes = c.max_frame;
+        let c = GroupConfig {
+            election_timeout: (Duration::from_millis(50), Duration::from_millis(600)),
+            ..GroupConfig::default()
+        };
+        assert!(c.check().expect_err("short timeout").contains("heartbeat"));
+        let c = GroupConfig {
+            members: vec![NodeId([1; 32])],
+            ..GroupConfig::default()
+        };
+        assert!(c.check().expect_err("one member").contains("explicit members"));
+        let c = GroupConfig {
+            max_batch_bytes: DEFAULT_MAX_FRAME,
+            ..GroupConfig::default()
+        };
         assert!(c.check().is_err());
     }
 }

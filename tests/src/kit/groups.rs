@@ -92,7 +92,7 @@ impl StateMachine for Registers {
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
-        if bytes.len() % 16 != 0 {
+        if !bytes.len().is_multiple_of(16) {
             return Err(format!("snapshot of {} bytes is not pairs", bytes.len()));
         }
         let word = |b: &[u8]| {
