@@ -12,6 +12,12 @@
 //! so a member restarted on the directory keeps its node id. The shared
 //! files are made once, under an exclusive lock on `.lock`, by whichever
 //! member starts first; the others read them.
+//!
+//! The first [`DEV_GROUP_MEMBERS`] nodes also run the Raft group
+//! [`DEV_GROUP`] (three voters, found through discovery, the rest
+//! learners); each records a heartbeat in it every second, so
+//! `GET /v1/groups/dev` shows a live group: its leader, term, members and
+//! indices. Every dev ticket grants `join` and `write` on it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,10 +28,66 @@ use tessella_attestation::clock::{Clock, SystemClock};
 use tessella_attestation::dev::{DevPki, DevTd};
 use tessella_attestation::measurements::{MeasurementPolicy, PolicyEntry, TcbRules};
 use tessella_attestation::ticket::TicketAlgorithm;
-use tessella_attestation::{Policy, TicketIssuer};
+use tessella_attestation::{Permission, Policy, ResourceKind, TicketIssuer};
+use tokio::task::JoinHandle;
 
+use crate::groups::{Group, GroupConfig, StateMachine};
+use crate::id::NodeId;
 use crate::network::{Identity, TicketSource};
 use crate::node::{Node, NodeSpec};
+
+/// The Raft group every dev cluster runs.
+pub const DEV_GROUP: &str = "dev";
+/// How many dev nodes (the first ones) are members of [`DEV_GROUP`].
+pub const DEV_GROUP_MEMBERS: usize = 5;
+/// How often each member records a heartbeat in [`DEV_GROUP`].
+pub const DEV_BEAT: Duration = Duration::from_secs(1);
+
+/// The dev group's state: heartbeats recorded per node.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Heartbeats(pub std::collections::BTreeMap<NodeId, u64>);
+
+impl StateMachine for Heartbeats {
+    type Command = NodeId;
+    type Output = u64;
+    type Query = NodeId;
+    type QueryOutput = u64;
+
+    fn apply(&mut self, node: NodeId) -> u64 {
+        let n = self.0.entry(node).or_default();
+        *n += 1;
+        *n
+    }
+
+    fn query(&self, node: &NodeId) -> u64 {
+        self.0.get(node).copied().unwrap_or(0)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.len() * 40);
+        for (id, n) in &self.0 {
+            out.extend_from_slice(&id.0);
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Result<(), String> {
+        if !bytes.len().is_multiple_of(40) {
+            return Err(format!("heartbeat snapshot of {} bytes", bytes.len()));
+        }
+        let mut map = std::collections::BTreeMap::new();
+        for rec in bytes.chunks_exact(40) {
+            let mut id = [0u8; 32];
+            id.copy_from_slice(&rec[..32]);
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&rec[32..]);
+            map.insert(NodeId(id), u64::from_le_bytes(n));
+        }
+        self.0 = map;
+        Ok(())
+    }
+}
 
 /// The name dev TDs are derived from: its measurements are what the dev
 /// policy pins.
@@ -81,6 +143,9 @@ pub struct DevNode {
     pub node: Node,
     /// Its admin API address.
     pub admin_addr: SocketAddr,
+    /// Its handle on [`DEV_GROUP`], if it is a member.
+    pub group: Option<Group<Heartbeats>>,
+    beats: Option<JoinHandle<()>>,
 }
 
 /// A running dev cluster (or one member of it).
@@ -250,6 +315,13 @@ impl DevCluster {
             Some(m) => vec![m],
             None => (0..opts.nodes).collect(),
         };
+        let grants = Arc::new(
+            shared
+                .issuer
+                .claims("template", opts.network.clone(), clock.now_unix(), 60)
+                .grant(ResourceKind::Group, DEV_GROUP, Permission::Join)
+                .grant(ResourceKind::Group, DEV_GROUP, Permission::Write),
+        );
         let mut nodes: Vec<DevNode> = Vec::with_capacity(members.len());
         for &i in &members {
             let bootstrap = match opts.member {
@@ -271,7 +343,7 @@ impl DevCluster {
                     td: Box::new(DevTd::named(DEV_TD_NAME)),
                 },
                 Policy::new(shared.policy.clone()),
-                TicketSource::Issuer(shared.issuer.clone(), 24 * 3600),
+                TicketSource::IssuerGranting(shared.issuer.clone(), 24 * 3600, grants.clone()),
                 vec![shared.issuer.public_key()],
             );
             spec.listen = loopback(port(base, i)?);
@@ -293,10 +365,29 @@ impl DevCluster {
                 }
             };
             let admin_addr = node.admin_addr().context("admin API address")?;
+            let (group, beats) = if i < DEV_GROUP_MEMBERS {
+                let config = GroupConfig::with_voters(opts.nodes.clamp(1, 3));
+                let group = match node.groups().join::<Heartbeats>(DEV_GROUP, config).await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        node.shutdown().await;
+                        for n in &nodes {
+                            n.node.shutdown().await;
+                        }
+                        return Err(e).with_context(|| format!("node {i} joining the dev group"));
+                    }
+                };
+                let beats = tokio::spawn(beat(group.clone(), node.node_id()));
+                (Some(group), Some(beats))
+            } else {
+                (None, None)
+            };
             nodes.push(DevNode {
                 index: i,
                 node,
                 admin_addr,
+                group,
+                beats,
             });
         }
         Ok(DevCluster {
@@ -310,8 +401,25 @@ impl DevCluster {
     pub async fn shutdown(self) {
         let mut stops = tokio::task::JoinSet::new();
         for n in self.nodes {
+            if let Some(b) = &n.beats {
+                b.abort();
+            }
             stops.spawn(async move { n.node.shutdown().await });
         }
         while stops.join_next().await.is_some() {}
+    }
+}
+
+/// Record a heartbeat of `me` in the dev group every [`DEV_BEAT`].
+async fn beat(group: Group<Heartbeats>, me: NodeId) {
+    let mut tick = tokio::time::interval(DEV_BEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match group.execute(me).await {
+            Ok(_) => {}
+            Err(crate::groups::GroupError::Stopped) => return,
+            Err(e) => tracing::debug!(error = %e, "dev heartbeat not recorded"),
+        }
     }
 }

@@ -343,6 +343,25 @@ fn connected_via_admin(admin: &str, token: &str) -> HashSet<String> {
         .unwrap_or_default()
 }
 
+/// Member `admin`'s view of the dev Raft group, from `/v1/groups/dev`.
+fn dev_group(admin: &str, token: &str) -> Option<serde_json::Value> {
+    match http_get(admin, "/v1/groups/dev", token) {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+fn voters(v: &serde_json::Value) -> HashSet<String> {
+    v["voters"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_members_in_their_own_processes_survive_kill_9() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -366,6 +385,21 @@ async fn dev_members_in_their_own_processes_survive_kill_9() {
     )
     .await;
 
+    // The three members found the dev Raft group and record heartbeats.
+    let all: HashSet<String> = ids.iter().cloned().collect();
+    let mut before = 0;
+    wait_until(
+        || {
+            let Some(v) = dev_group(&members[1].admin, &token) else {
+                return false;
+            };
+            before = v["applied"].as_u64().unwrap_or(0);
+            voters(&v) == all && v["leader"].is_string() && before >= 3
+        },
+        "the dev group forms with all three as voters and commits heartbeats",
+    )
+    .await;
+
     let mut members = members;
     let killed = members.remove(1);
     let killed_id = killed.node_id.clone();
@@ -375,10 +409,33 @@ async fn dev_members_in_their_own_processes_survive_kill_9() {
         back.node_id, killed_id,
         "the restarted member keeps its node id"
     );
+    // Its log came back from disk: it holds at least what it had applied.
+    let first = bounded("the restarted member's group status", async {
+        loop {
+            if let Some(v) = dev_group(&back.admin, &token) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        first["last_log_index"].as_u64().unwrap_or(0) >= before,
+        "restarted with its log: {first}"
+    );
     members.insert(1, back);
     wait_until(
         || members.iter().all(all_connected),
         "the restarted member is connected to both others again",
+    )
+    .await;
+    wait_until(
+        || {
+            dev_group(&members[1].admin, &token).is_some_and(|v| {
+                voters(&v) == all && v["applied"].as_u64().unwrap_or(0) > before + 2
+            })
+        },
+        "the restarted member is still a voter and applies new heartbeats",
     )
     .await;
 }

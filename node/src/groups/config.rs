@@ -146,7 +146,10 @@ mod tests {
             members: vec![NodeId([1; 32])],
             ..GroupConfig::default()
         };
-        assert!(c.check().expect_err("one member").contains("explicit members"));
+        assert!(c
+            .check()
+            .expect_err("one member")
+            .contains("explicit members"));
         let c = GroupConfig {
             max_batch_bytes: DEFAULT_MAX_FRAME,
             ..GroupConfig::default()

@@ -116,10 +116,13 @@ impl<M: StateMachine> Group<M> {
 
     /// Waits on the group's progress.
     pub fn when(&self) -> When {
+        let metrics = self.core.raft.metrics();
+        let leader = metrics.borrow().current_leader;
         When {
-            metrics: self.core.raft.metrics(),
+            metrics,
             applied: self.core.applied.clone(),
             me: self.core.me,
+            leader,
         }
     }
 
@@ -167,6 +170,8 @@ pub struct When {
     metrics: watch::Receiver<super::types::RaftMetrics>,
     applied: watch::Receiver<u64>,
     me: MemberId,
+    /// The leader known when this `When` was made.
+    leader: Option<MemberId>,
 }
 
 impl When {
@@ -182,18 +187,20 @@ impl When {
             .ok_or(GroupError::Stopped)
     }
 
-    /// Until the leader differs from the one known now (a new leader is
-    /// elected); returns it.
+    /// Until a leader other than the one known when [`Group::when`] was
+    /// called is elected; returns it (and waits for the next change when
+    /// called again).
     pub async fn leader_changed(&mut self) -> Result<NodeId, GroupError> {
-        let before = self.metrics.borrow().current_leader;
+        let before = self.leader;
         let m = self
             .metrics
             .wait_for(|m| m.current_leader.is_some() && m.current_leader != before)
             .await
             .map_err(|_| GroupError::Stopped)?;
-        m.current_leader
-            .map(|l| l.node_id())
-            .ok_or(GroupError::Stopped)
+        let now = m.current_leader;
+        drop(m);
+        self.leader = now;
+        now.map(|l| l.node_id()).ok_or(GroupError::Stopped)
     }
 
     /// Until this node is a member (voter or learner) following a known
@@ -253,8 +260,21 @@ pub struct GroupStatus {
     pub purged: u64,
     /// The voters the group should keep.
     pub target_voters: usize,
-    /// For the leader: each member's last replicated index.
-    pub replication: Vec<(String, u64)>,
+    /// For the leader: each member's replication progress.
+    pub replication: Vec<MemberProgress>,
+    /// The commit index this member knows.
+    pub committed: u64,
+}
+
+/// How far one member has replicated (leader's view).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MemberProgress {
+    /// The member (node id, hex).
+    pub node: String,
+    /// The last index it holds.
+    pub matched: u64,
+    /// Entries it lags behind the leader's log.
+    pub lag: u64,
 }
 
 pub(crate) fn status_of(core: &GroupCore) -> GroupStatus {
@@ -282,9 +302,29 @@ pub(crate) fn status_of(core: &GroupCore) -> GroupStatus {
             .as_ref()
             .map(|r| {
                 r.iter()
-                    .map(|(id, log)| (id.node_id().to_string(), log.map(|l| l.index).unwrap_or(0)))
+                    .map(|(id, log)| {
+                        let matched = log.map(|l| l.index).unwrap_or(0);
+                        MemberProgress {
+                            node: id.node_id().to_string(),
+                            matched,
+                            lag: m.last_log_index.unwrap_or(0).saturating_sub(matched),
+                        }
+                    })
                     .collect()
             })
             .unwrap_or_default(),
+        committed: committed_index(core),
     }
+}
+
+/// The commit index stored for the group (0: none yet).
+pub(crate) fn committed_index(core: &GroupCore) -> u64 {
+    core.db
+        .meta(&core.id, super::store::key::COMMITTED)
+        .ok()
+        .flatten()
+        .and_then(|b| decode::<Option<super::types::LogId>>(&b).ok())
+        .flatten()
+        .map(|l| l.index)
+        .unwrap_or(0)
 }

@@ -31,7 +31,7 @@ mod tests;
 
 pub use config::GroupConfig;
 pub use error::GroupError;
-pub use group::{Consistency, Group, GroupStatus, When};
+pub use group::{Consistency, Group, GroupStatus, MemberProgress, When};
 pub use machine::{MachineStore, StateMachine};
 pub use net::CallError;
 pub use store::{DbError, GroupDb, LogStore};

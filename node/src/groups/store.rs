@@ -427,12 +427,23 @@ fn write_err(e: String) -> StorageError {
 pub struct LogStore {
     group: GroupId,
     db: GroupDb,
+    /// The `group` label of this store's metrics.
+    label: std::sync::Arc<str>,
 }
 
 impl LogStore {
     /// The log store of `group`.
     pub fn new(db: GroupDb, group: GroupId) -> LogStore {
-        LogStore { group, db }
+        LogStore::named(db, group, &group.to_string())
+    }
+
+    /// The log store of `group`, called `name` in metrics.
+    pub fn named(db: GroupDb, group: GroupId, name: &str) -> LogStore {
+        LogStore {
+            group,
+            db,
+            label: name.into(),
+        }
     }
 
     fn meta_get<T: serde::de::DeserializeOwned>(
@@ -522,10 +533,16 @@ impl openraft::storage::RaftLogStorage<super::types::GroupTypes> for LogStore {
         for e in entries {
             rows.push((e.log_id.index, encode(&e).map_err(write_err)?));
         }
+        let started = std::time::Instant::now();
+        let label = self.label.to_string();
         self.db
             .write_then(
                 vec![Op::Append(self.group, rows)],
-                Box::new(move |r| callback.log_io_completed(r)),
+                Box::new(move |r| {
+                    metrics::histogram!("tessella_group_append_seconds", "group" => label)
+                        .record(started.elapsed().as_secs_f64());
+                    callback.log_io_completed(r)
+                }),
             )
             .await
             .map_err(write_err)

@@ -110,7 +110,7 @@ impl Groups {
         let storage = |e: String| GroupError::Storage(e);
         let store = MachineStore::<M>::open(self.db.clone(), id)
             .map_err(|e| GroupError::Storage(e.to_string()))?;
-        let log = LogStore::new(self.db.clone(), id);
+        let log = LogStore::named(self.db.clone(), id, name);
         let network = GroupNetwork {
             net: self.net.clone(),
             group: id,

@@ -230,6 +230,8 @@ struct Memory {
     absent_since: HashMap<MemberId, Instant>,
     /// The founding set last computed, and since when it has stood.
     seen: Option<(Vec<MemberId>, Instant)>,
+    /// The leader at the last round (to count leader changes).
+    leader: Option<MemberId>,
 }
 
 /// One round on the leader.
@@ -337,17 +339,27 @@ async fn lead(core: &GroupCore, discovery: &Discovery, memory: &mut Memory) {
     }
 }
 
-fn record_metrics(core: &GroupCore) {
+fn record_metrics(core: &GroupCore, memory: &mut Memory) {
     let m = core.raft.metrics().borrow().clone();
     let labels = [("group", core.name.clone())];
+    if m.current_leader != memory.leader {
+        if m.current_leader.is_some() {
+            metrics::counter!("tessella_group_leader_changes_total", &labels).increment(1);
+        }
+        memory.leader = m.current_leader;
+    }
+    let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+    let committed = super::group::committed_index(core);
     metrics::gauge!("tessella_group_term", &labels).set(m.current_term as f64);
     metrics::gauge!("tessella_group_is_leader", &labels).set(if core.is_leader() {
         1.0
     } else {
         0.0
     });
-    metrics::gauge!("tessella_group_applied_index", &labels)
-        .set(m.last_applied.map(|l| l.index).unwrap_or(0) as f64);
+    metrics::gauge!("tessella_group_commit_index", &labels).set(committed as f64);
+    metrics::gauge!("tessella_group_applied_index", &labels).set(applied as f64);
+    metrics::gauge!("tessella_group_apply_lag", &labels)
+        .set(committed.saturating_sub(applied) as f64);
     metrics::gauge!("tessella_group_voters", &labels)
         .set(m.membership_config.membership().voter_ids().count() as f64);
 }
@@ -363,7 +375,7 @@ pub(crate) async fn run(core: Arc<GroupCore>, discovery: Arc<Discovery>) {
             _ = tick.tick() => {}
             _ = stopped.wait_for(|&s| s) => return,
         }
-        record_metrics(&core);
+        record_metrics(&core, &mut memory);
         match core.raft.is_initialized().await {
             Ok(false) => found(&core, &discovery, &mut memory).await,
             Ok(true) if core.is_leader() => lead(&core, &discovery, &mut memory).await,
