@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
+use tessella_node::attestation::{Permission, ResourceKind};
 use tessella_node::discovery::GroupRole;
 use tessella_node::groups::wire::GroupRequest;
 use tessella_node::groups::{Consistency, Group, GroupConfig, GroupError};
@@ -477,6 +478,11 @@ async fn joining_without_the_grant_and_bad_requests_are_refused() {
         "{refused:?}"
     );
     let target = nodes[0].node_id();
+    wait_until(
+        || catalog_ids(&outsider).contains(&target),
+        "the outsider learns the member's address",
+    )
+    .await;
     let reset_code = |bytes: Vec<u8>| {
         let net = outsider.network().clone();
         async move {
@@ -520,4 +526,86 @@ async fn joining_without_the_grant_and_bad_requests_are_refused() {
         .await
         .expect("still serving");
     nodes[0].shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_ticket_expires_is_removed_after_replace_after() {
+    let fixture = Fixture::new("groups-expiry");
+    let node = |ticket: tessella_node::TicketSource, dir, boot| {
+        let mut o = fixture.options();
+        o.ticket = ticket;
+        o.ticket_leeway = 0;
+        o.data_dir = Some(dir);
+        o.bootstrap = boot;
+        o.build()
+    };
+    // The short-lived member's id comes from its key: start it once to make one.
+    let short_dir = fixture.data_dir();
+    let first = node(fixture.group_ticket(&[G]), short_dir.clone(), Vec::new())
+        .await
+        .expect("start");
+    let short_id = first.node_id();
+    first.shutdown().await;
+    drop(first);
+
+    let mut nodes = Vec::new();
+    let a = node(fixture.group_ticket(&[G]), fixture.data_dir(), Vec::new())
+        .await
+        .expect("start");
+    let boot = vec![a.local_addr()];
+    nodes.push(a);
+    for _ in 0..3 {
+        nodes.push(
+            node(fixture.group_ticket(&[G]), fixture.data_dir(), boot.clone())
+                .await
+                .expect("start"),
+        );
+    }
+    let claims = fixture
+        .issuer
+        .claims(short_id.to_string(), &fixture.network, now(), 6)
+        .grant(ResourceKind::Group, G, Permission::Join)
+        .grant(ResourceKind::Group, G, Permission::Write);
+    let token = fixture.issuer.issue(&claims).expect("ticket");
+    let short = node(tessella_node::TicketSource::Static(token), short_dir, boot)
+        .await
+        .expect("start with a short ticket");
+    assert_eq!(short.node_id(), short_id);
+    let mut config = GroupConfig::with_voters(3);
+    config.replace_after = Duration::from_secs(2);
+    let mut groups = join_all(&nodes, G, &config).await;
+    groups.extend(join_all(std::slice::from_ref(&short), G, &config).await);
+    let id = short_id.to_string();
+    let leader = elected(&groups).await;
+    wait_until(
+        || {
+            let s = groups[leader].status();
+            s.voters.len() == 3 && s.learners.len() == 2 && !s.joint
+        },
+        "three voters and two learners, the short-lived member among the five",
+    )
+    .await;
+    // The ticket expires: the transport shuts the member out at once; the
+    // group removes it once it has been gone for `replace_after`.
+    // (The short-lived member may be the leader: look among the others.)
+    let others = &groups[..4];
+    wait_until(
+        || {
+            others.iter().any(|g| {
+                let s = g.status();
+                g.is_leader()
+                    && !s.voters.contains(&id)
+                    && !s.learners.contains(&id)
+                    && !s.joint
+                    && s.voters.len() == 3
+            })
+        },
+        "the member with the expired ticket is removed",
+    )
+    .await;
+    others[0].execute(RegCmd::Write(6, 6)).await.expect("write");
+    short.shutdown().await;
+    for n in &nodes {
+        n.shutdown().await;
+    }
 }

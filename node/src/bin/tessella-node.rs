@@ -190,6 +190,14 @@ async fn dev(opts: DevOptions) -> anyhow::Result<()> {
             cluster.data_dir.display(),
             first.admin_addr
         );
+        if first.group.is_some() {
+            println!(
+                "     curl -H \"Authorization: Bearer $(cat {}/admin.jwt)\" http://{}/v1/groups/{}",
+                cluster.data_dir.display(),
+                first.admin_addr,
+                tessella_node::devnet::DEV_GROUP
+            );
+        }
     }
     println!("ready; Ctrl-C to stop");
     stop_signal().await?;

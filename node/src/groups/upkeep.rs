@@ -226,7 +226,7 @@ async fn found(core: &GroupCore, discovery: &Discovery, memory: &mut Memory) {
 /// Where upkeep keeps what it learned between rounds.
 #[derive(Default)]
 struct Memory {
-    /// When each voter was first seen unreachable (leader only).
+    /// When each member was first seen unreachable (leader only).
     absent_since: HashMap<MemberId, Instant>,
     /// The founding set last computed, and since when it has stood.
     seen: Option<(Vec<MemberId>, Instant)>,
@@ -303,7 +303,11 @@ async fn lead(core: &GroupCore, discovery: &Discovery, memory: &mut Memory) {
         return;
     }
 
-    // 4. Replace a voter gone for longer than `replace_after`.
+    // 4. Members gone for longer than `replace_after` (crashed, rebooted
+    //    into a new identity, or fenced by the transport when their ticket
+    //    expired): a voter is replaced by a caught-up learner that wants to
+    //    vote, or removed if the voters left still hold a majority of the
+    //    declared size; a learner is removed.
     let connected: BTreeSet<MemberId> = core
         .net
         .connected()
@@ -311,30 +315,55 @@ async fn lead(core: &GroupCore, discovery: &Discovery, memory: &mut Memory) {
         .map(|p| MemberId::from(p.identity.node_id))
         .collect();
     let now = Instant::now();
-    memory.absent_since.retain(|id, _| voters.contains(id));
-    for v in voters.iter().filter(|&&v| v != core.me) {
+    memory.absent_since.retain(|id, _| nodes.contains(id));
+    for v in nodes.iter().filter(|&&v| v != core.me) {
         if connected.contains(v) {
             memory.absent_since.remove(v);
         } else {
             memory.absent_since.entry(*v).or_insert(now);
         }
     }
-    let gone = memory
+    let gone: Vec<MemberId> = memory
         .absent_since
         .iter()
         .filter(|(_, since)| now.duration_since(**since) >= core.config.replace_after)
         .map(|(id, _)| *id)
-        .min();
-    if let (Some(gone), Some(&by)) = (gone, candidates.first()) {
-        let mut next = voters.clone();
-        next.remove(&gone);
-        next.insert(by);
-        match change(core, ChangeMembers::ReplaceAllVoters(next), false).await {
-            Ok(_) => {
-                memory.absent_since.remove(&gone);
-                tracing::warn!(group = %core.name, gone = %gone, by = %by, "unreachable voter replaced");
+        .collect();
+    let majority = core.config.voters / 2 + 1;
+    if let Some(&v) = gone.iter().find(|id| voters.contains(id)) {
+        let spare = candidates.iter().find(|c| !gone.contains(c)).copied();
+        let changed = match spare {
+            Some(by) => {
+                let mut next = voters.clone();
+                next.remove(&v);
+                next.insert(by);
+                change(core, ChangeMembers::ReplaceAllVoters(next), false)
+                    .await
+                    .map(|_| format!("replaced by {by}"))
+            }
+            None if voters.len() > majority => {
+                change(core, ChangeMembers::RemoveVoters([v].into()), false)
+                    .await
+                    .map(|_| "removed".to_string())
+            }
+            None => return,
+        };
+        match changed {
+            Ok(how) => {
+                memory.absent_since.remove(&v);
+                tracing::warn!(group = %core.name, gone = %v, how, "unreachable voter");
             }
             Err(e) => tracing::debug!(group = %core.name, error = %e, "replacement failed"),
+        }
+        return;
+    }
+    if let Some(&l) = gone.iter().find(|id| !voters.contains(id)) {
+        match change(core, ChangeMembers::RemoveNodes([l].into()), false).await {
+            Ok(_) => {
+                memory.absent_since.remove(&l);
+                tracing::warn!(group = %core.name, gone = %l, "unreachable learner removed");
+            }
+            Err(e) => tracing::debug!(group = %core.name, error = %e, "removing a learner failed"),
         }
     }
 }

@@ -142,6 +142,8 @@ mod tests {
             (CloseCode::TicketRevoked, 9),
             (CloseCode::UnsupportedVersion, 10),
             (CloseCode::Internal, 11),
+            (CloseCode::UnknownResource, 12),
+            (CloseCode::NotPermitted, 13),
         ];
         assert_eq!(expected.len(), CloseCode::ALL.len());
         for (code, n) in expected {
@@ -151,7 +153,7 @@ mod tests {
         for (i, code) in CloseCode::ALL.iter().enumerate() {
             assert_eq!(code.as_u32() as usize, i, "ALL is in numeric order");
         }
-        assert_eq!(CloseCode::from_u64(12), None);
+        assert_eq!(CloseCode::from_u64(14), None);
         assert_eq!(CloseCode::from_u64(u64::MAX), None);
     }
 
