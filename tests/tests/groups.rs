@@ -11,8 +11,10 @@ use std::time::Duration;
 use common::*;
 use tessella_node::attestation::{Permission, ResourceKind};
 use tessella_node::discovery::GroupRole;
+use tessella_node::groups::openraft::raft::VoteRequest;
+use tessella_node::groups::openraft::Vote;
 use tessella_node::groups::wire::GroupRequest;
-use tessella_node::groups::{Consistency, Group, GroupConfig, GroupError};
+use tessella_node::groups::{Consistency, Group, GroupConfig, GroupError, MemberId};
 use tessella_node::id::GroupId;
 use tessella_node::wire::{encode_frame, CloseCode, StreamFamily};
 use tessella_node::Node;
@@ -605,6 +607,63 @@ async fn a_member_whose_ticket_expires_is_removed_after_replace_after() {
     .await;
     others[0].execute(RegCmd::Write(6, 6)).await.expect("write");
     short.shutdown().await;
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_from_a_non_member_and_a_request_for_an_unknown_group_are_refused() {
+    let fixture = Fixture::new("groups-nonmember");
+    let nodes = group_cluster(&fixture, 4, &[G]).await;
+    let members = &nodes[..3];
+    let mut config = GroupConfig::with_voters(3);
+    config.members = members.iter().map(|n| n.node_id()).collect();
+    let groups = join_all(members, G, &config).await;
+    let leader = elected(&groups).await;
+    wait_until(|| groups[leader].status().voters.len() == 3, "three voters").await;
+    // Node 3 holds the grant but never joined: it is no member.
+    let outsider = &nodes[3];
+    let target = members[(leader + 1) % 3].node_id();
+    let me = MemberId::from(outsider.node_id());
+    let ask = |req: GroupRequest| {
+        let net = outsider.network().clone();
+        async move {
+            let (mut send, mut recv) = net
+                .peer(target)
+                .open_bi(StreamFamily::Groups)
+                .await
+                .expect("stream opens");
+            let bytes = encode_frame(&req, 1 << 20).expect("encode");
+            let _ = send.write_all(&bytes).await;
+            let _ = send.finish();
+            match bounded("the stream ends", recv.read_to_end(1 << 16)).await {
+                Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => {
+                    CloseCode::from_u64(code.into_inner())
+                }
+                Ok(_) => None,
+                other => panic!("unexpected end: {other:?}"),
+            }
+        }
+    };
+    let term = groups[leader].status().term;
+    let vote = VoteRequest::new(Vote::new(term + 100, me), None);
+    assert_eq!(
+        ask(GroupRequest::Vote(GroupId::from_name(G), vote.clone())).await,
+        Some(CloseCode::NotPermitted),
+        "a vote request from a non-member"
+    );
+    assert_eq!(
+        ask(GroupRequest::Vote(GroupId::from_name("elsewhere"), vote)).await,
+        Some(CloseCode::UnknownResource),
+        "a request for a group the node does not run"
+    );
+    // The group is undisturbed: same term, still writing.
+    groups[leader]
+        .execute(RegCmd::Write(1, 1))
+        .await
+        .expect("write");
+    assert_eq!(groups[leader].status().term, term, "no election was forced");
     for n in &nodes {
         n.shutdown().await;
     }

@@ -34,6 +34,8 @@ pub use error::GroupError;
 pub use group::{Consistency, Group, GroupStatus, MemberProgress, When};
 pub use machine::{MachineStore, StateMachine};
 pub use net::CallError;
+/// The openraft version groups run on, for its request and id types.
+pub use openraft;
 pub use store::{DbError, GroupDb, LogStore};
 pub use subsystem::{Groups, MemberChange, MAX_GROUPS};
 pub use types::{GroupTypes, MemberId, Outcome, Proposal};
