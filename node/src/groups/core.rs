@@ -104,6 +104,13 @@ impl GroupCore {
     /// nothing can have been proposed. Returns the entry's index and the
     /// command's encoded output.
     pub async fn write(&self, cmd: Vec<u8>) -> Result<(u64, Vec<u8>), GroupError> {
+        if cmd.len() > self.config.max_batch_bytes {
+            return Err(GroupError::Rejected(format!(
+                "command of {} bytes exceeds max_batch_bytes ({})",
+                cmd.len(),
+                self.config.max_batch_bytes
+            )));
+        }
         let until = Instant::now() + self.config.write_timeout;
         loop {
             if self.stopping() {
