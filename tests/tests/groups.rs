@@ -113,6 +113,14 @@ async fn three_nodes_found_a_group_and_every_member_writes_and_reads() {
         .await
         .expect("leader read");
     assert_eq!(at_leader, Some(11));
+    let (voters, learners) = groups[1].members();
+    assert_eq!(voters.len(), 3);
+    assert!(learners.is_empty());
+    wait_until(
+        || groups.iter().all(|g| g.committed() > 0),
+        "every member knows a commit index",
+    )
+    .await;
     for n in &nodes {
         n.shutdown().await;
     }

@@ -141,6 +141,21 @@ impl<M: StateMachine> Group<M> {
         *self.core.applied.borrow()
     }
 
+    /// The commit index this member knows.
+    pub fn committed(&self) -> u64 {
+        committed_index(&self.core)
+    }
+
+    /// Voters and learners, as this member knows them.
+    pub fn members(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        let m = self.core.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let voters = membership.voter_ids().map(|v| v.node_id()).collect();
+        let learners = membership.learner_ids().map(|l| l.node_id()).collect();
+        (voters, learners)
+    }
+
     /// The group's state as this member sees it.
     pub fn status(&self) -> GroupStatus {
         status_of(&self.core)
