@@ -11,9 +11,10 @@ use std::time::Duration;
 use common::*;
 use tessella_node::attestation::{Permission, ResourceKind};
 use tessella_node::discovery::GroupRole;
-use tessella_node::groups::openraft::raft::VoteRequest;
+use tessella_node::groups::openraft::raft::{InstallSnapshotRequest, VoteRequest};
+use tessella_node::groups::openraft::SnapshotMeta;
 use tessella_node::groups::openraft::Vote;
-use tessella_node::groups::wire::GroupRequest;
+use tessella_node::groups::wire::{GroupRequest, GroupResponse, Refusal};
 use tessella_node::groups::{Consistency, Group, GroupConfig, GroupError, MemberId};
 use tessella_node::id::GroupId;
 use tessella_node::wire::{encode_frame, CloseCode, StreamFamily};
@@ -621,7 +622,7 @@ async fn a_member_whose_ticket_expires_is_removed_after_replace_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vote_from_a_non_member_and_a_request_for_an_unknown_group_are_refused() {
+async fn a_non_members_vote_an_unknown_group_and_a_stale_snapshot_chunk_are_refused() {
     let fixture = Fixture::new("groups-nonmember");
     let nodes = group_cluster(&fixture, 4, &[G]).await;
     let members = &nodes[..3];
@@ -647,9 +648,16 @@ async fn a_vote_from_a_non_member_and_a_request_for_an_unknown_group_are_refused
             let _ = send.finish();
             match bounded("the stream ends", recv.read_to_end(1 << 16)).await {
                 Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => {
-                    CloseCode::from_u64(code.into_inner())
+                    Err(CloseCode::from_u64(code.into_inner()).expect("one of our codes"))
                 }
-                Ok(_) => None,
+                Ok(bytes) => {
+                    let mut r = &bytes[..];
+                    let resp: Option<GroupResponse> =
+                        tessella_node::wire::read_frame(&mut r, 1 << 20)
+                            .await
+                            .expect("frame");
+                    Ok(resp.expect("an answer"))
+                }
                 other => panic!("unexpected end: {other:?}"),
             }
         }
@@ -657,14 +665,46 @@ async fn a_vote_from_a_non_member_and_a_request_for_an_unknown_group_are_refused
     let term = groups[leader].status().term;
     let vote = VoteRequest::new(Vote::new(term + 100, me), None);
     assert_eq!(
-        ask(GroupRequest::Vote(GroupId::from_name(G), vote.clone())).await,
+        ask(GroupRequest::Vote(GroupId::from_name(G), vote.clone()))
+            .await
+            .err(),
         Some(CloseCode::NotPermitted),
         "a vote request from a non-member"
     );
     assert_eq!(
-        ask(GroupRequest::Vote(GroupId::from_name("elsewhere"), vote)).await,
+        ask(GroupRequest::Vote(GroupId::from_name("elsewhere"), vote))
+            .await
+            .err(),
         Some(CloseCode::UnknownResource),
         "a request for a group the node does not run"
+    );
+    // A snapshot chunk out of order (offset 4096 of a snapshot never
+    // begun), from a stale term: answered, not applied, nothing breaks.
+    let chunk = |offset: u64| InstallSnapshotRequest {
+        vote: Vote::new(0, me),
+        meta: SnapshotMeta {
+            last_log_id: None,
+            last_membership: Default::default(),
+            snapshot_id: "bogus".into(),
+        },
+        offset,
+        data: vec![0xaa; 1024],
+        done: false,
+    };
+    let stale = ask(GroupRequest::Snapshot(GroupId::from_name(G), chunk(4096))).await;
+    assert!(
+        matches!(&stale, Ok(GroupResponse::Snapshot(r)) if r.vote.leader_id().term >= term),
+        "an out-of-order chunk from a stale term is answered with the current vote: {stale:?}"
+    );
+    // A chunk past the snapshot bound is refused before Raft buffers it.
+    let huge = ask(GroupRequest::Snapshot(
+        GroupId::from_name(G),
+        chunk(GroupConfig::default().max_snapshot_bytes),
+    ))
+    .await;
+    assert!(
+        matches!(huge, Ok(GroupResponse::Refused(Refusal::Failed(_)))),
+        "{huge:?}"
     );
     // The group is undisturbed: same term, still writing.
     groups[leader]

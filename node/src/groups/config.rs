@@ -48,6 +48,9 @@ pub struct GroupConfig {
     pub write_timeout: Duration,
     /// The largest groups frame sent or accepted.
     pub max_frame: usize,
+    /// The largest snapshot accepted from a leader: chunks beyond it are
+    /// refused, so no member can make this one buffer without bound.
+    pub max_snapshot_bytes: u64,
     /// How often membership upkeep (founding, learners, promotion,
     /// replacement, fencing) runs.
     pub upkeep_every: Duration,
@@ -73,6 +76,7 @@ impl Default for GroupConfig {
             queue: 4096,
             write_timeout: Duration::from_secs(5),
             max_frame: DEFAULT_MAX_FRAME,
+            max_snapshot_bytes: 256 << 20,
             upkeep_every: Duration::from_millis(250),
         }
     }

@@ -335,6 +335,15 @@ async fn answer(
             Ok(r) => GroupResponse::Vote(r),
             Err(e) => failed(&e),
         },
+        GroupRequest::Snapshot(_, r)
+            if r.offset.saturating_add(r.data.len() as u64) > core.config.max_snapshot_bytes =>
+        {
+            tracing::warn!(group = %core.name, peer = %from, offset = r.offset, "snapshot over max_snapshot_bytes refused");
+            GroupResponse::Refused(Refusal::Failed(format!(
+                "snapshot larger than {} bytes",
+                core.config.max_snapshot_bytes
+            )))
+        }
         GroupRequest::Snapshot(_, r) => match core.raft.install_snapshot(r).await {
             Ok(r) => GroupResponse::Snapshot(r),
             Err(e) => failed(&e),
