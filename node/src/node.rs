@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminAuth};
 use crate::discovery::{CatalogEvent, Discovery, DiscoveryError, DiscoveryOptions, PeerRecord};
-use crate::groups::{DbError, GroupDb, Groups};
+use crate::groups::Groups;
 use crate::id::NodeId;
 use crate::network::{
     ConnectedPeer, Identity, Limits, Network, NetworkError, SocketWrapper, TicketSource,
@@ -104,9 +104,6 @@ pub enum NodeError {
     /// Discovery did not start.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
-    /// The groups database could not be opened.
-    #[error(transparent)]
-    Groups(#[from] DbError),
     /// The groups subsystem could not register with the transport.
     #[error("groups subsystem: {0}")]
     Register(#[from] crate::network::RegisterError),
@@ -170,18 +167,12 @@ impl Node {
         };
         // Raft state lives beside the node key, so it survives restarts with
         // the identity it belongs to; without a data dir, in memory.
-        let db = match &spec.data_dir {
-            Some(dir) => GroupDb::open(&dir.join("groups.redb")),
-            None => GroupDb::in_memory(),
-        };
-        let groups = match db
-            .map_err(NodeError::from)
-            .and_then(|db| Ok(Groups::start(&network, discovery.clone(), db)?))
-        {
+        let db_path = spec.data_dir.as_ref().map(|d| d.join("groups.redb"));
+        let groups = match Groups::start(&network, discovery.clone(), db_path) {
             Ok(g) => g,
             Err(e) => {
                 network.shutdown().await;
-                return Err(e);
+                return Err(e.into());
             }
         };
         let (stop_admin, mut stop_rx) = watch::channel(false);

@@ -44,7 +44,11 @@ const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Groups {
     net: Network,
     discovery: Arc<Discovery>,
-    db: GroupDb,
+    /// Where the database lives (`None`: in memory).
+    db_path: Option<std::path::PathBuf>,
+    /// Opened at the first join, so a node that runs no group holds no
+    /// database file, writer thread or cache.
+    db: std::sync::Mutex<Option<GroupDb>>,
     groups: RwLock<HashMap<GroupId, Arc<GroupCore>>>,
 }
 
@@ -53,20 +57,37 @@ pub struct Groups {
 struct Handler(std::sync::Weak<Groups>);
 
 impl Groups {
-    /// Start the subsystem on `net`, keeping group state in `db`.
+    /// Start the subsystem on `net`, keeping group state in the redb file
+    /// `db_path` (opened at the first join; `None`: in memory).
     pub fn start(
         net: &Network,
         discovery: Arc<Discovery>,
-        db: GroupDb,
+        db_path: Option<std::path::PathBuf>,
     ) -> Result<Arc<Groups>, crate::network::RegisterError> {
         let groups = Arc::new(Groups {
             net: net.clone(),
             discovery,
-            db,
+            db_path,
+            db: std::sync::Mutex::new(None),
             groups: RwLock::new(HashMap::new()),
         });
         net.register(Arc::new(Handler(Arc::downgrade(&groups))))?;
         Ok(groups)
+    }
+
+    /// The database, opened on first use.
+    fn db(&self) -> Result<GroupDb, GroupError> {
+        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = &*db {
+            return Ok(db.clone());
+        }
+        let opened = match &self.db_path {
+            Some(path) => GroupDb::open(path),
+            None => GroupDb::in_memory(),
+        }
+        .map_err(|e| GroupError::Storage(e.to_string()))?;
+        *db = Some(opened.clone());
+        Ok(opened)
     }
 
     fn get(&self, id: &GroupId) -> Option<Arc<GroupCore>> {
@@ -84,6 +105,9 @@ impl Groups {
         name: &str,
         config: GroupConfig,
     ) -> Result<Group<M>, GroupError> {
+        if self.net.is_stopping() {
+            return Err(GroupError::Stopped);
+        }
         config.check().map_err(GroupError::Config)?;
         let raft_config = config.raft_config(name).map_err(GroupError::Config)?;
         let own = self
@@ -107,10 +131,11 @@ impl Groups {
             }
         }
         let me = MemberId::from(self.net.node_id());
+        let db = self.db()?;
         let storage = |e: String| GroupError::Storage(e);
-        let store = MachineStore::<M>::open(self.db.clone(), id)
+        let store = MachineStore::<M>::open(db.clone(), id)
             .map_err(|e| GroupError::Storage(e.to_string()))?;
-        let log = LogStore::named(self.db.clone(), id, name);
+        let log = LogStore::named(db.clone(), id, name);
         let network = GroupNetwork {
             net: self.net.clone(),
             group: id,
@@ -119,11 +144,10 @@ impl Groups {
         let raft = Raft::new(me, Arc::new(raft_config), network, log, store.clone())
             .await
             .map_err(|e| GroupError::Storage(e.to_string()))?;
-        let promise: Option<Vec<MemberId>> =
-            match self.db.meta(&id, key::PROMISE).map_err(storage)? {
-                Some(b) => Some(decode(&b).map_err(storage)?),
-                None => None,
-            };
+        let promise: Option<Vec<MemberId>> = match db.meta(&id, key::PROMISE).map_err(storage)? {
+            Some(b) => Some(decode(&b).map_err(storage)?),
+            None => None,
+        };
         let (queue, rx) = mpsc::channel(config.queue);
         let limits = BatchLimits {
             max_batch: config.max_batch,
@@ -147,7 +171,7 @@ impl Groups {
             raft,
             config,
             net: self.net.clone(),
-            db: self.db.clone(),
+            db: db.clone(),
             queue,
             applied: store.watch_applied(),
             query,
@@ -228,7 +252,10 @@ impl Groups {
             let _ = core.stopped.send(true);
             let _ = core.raft.shutdown().await;
         }
-        self.db.close(Duration::from_secs(5)).await;
+        let db = self.db.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(db) = db {
+            db.close(Duration::from_secs(5)).await;
+        }
     }
 }
 
