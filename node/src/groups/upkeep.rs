@@ -26,8 +26,6 @@ use crate::discovery::{Discovery, GroupRole, Service};
 
 /// A learner is caught up when it is at most this many entries behind.
 const CAUGHT_UP_LAG: u64 = 64;
-/// The least time between two rounds started by events.
-const MIN_ROUND_GAP: Duration = Duration::from_millis(50);
 /// Rounds a founding set must stand before it is proposed.
 const SETTLE_ROUNDS: u32 = 4;
 /// Most learners added in one round.
@@ -399,14 +397,10 @@ fn record_metrics(core: &GroupCore, memory: &mut Memory) {
 pub(crate) async fn run(core: Arc<GroupCore>, discovery: Arc<Discovery>) {
     let mut stopped = core.stopped.subscribe();
     let mut memory = Memory::default();
+    // A timer, not catalog events: waking on every record refresh cost a
+    // fifth of the write throughput in `cargo bench --bench groups`.
     let mut tick = tokio::time::interval(core.config.upkeep_every.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Catalog changes (an advertiser appears, a ticket changes) and Raft
-    // changes (this node starts leading) also start a round at once, at
-    // most every `MIN_ROUND_GAP`, so joins do not wait for the tick.
-    let mut catalog = discovery.subscribe();
-    let mut raft = core.raft.metrics();
-    let mut was_leader = false;
     if *stopped.borrow() {
         return;
     }
@@ -418,23 +412,6 @@ pub(crate) async fn run(core: Arc<GroupCore>, discovery: Arc<Discovery>) {
                     return;
                 }
                 continue;
-            }
-            ev = catalog.recv() => {
-                if matches!(ev, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                    catalog = discovery.subscribe();
-                }
-                tokio::time::sleep(MIN_ROUND_GAP).await;
-            }
-            changed = raft.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let leads = core.is_leader();
-                let became = leads && !was_leader;
-                was_leader = leads;
-                if !became {
-                    continue;
-                }
             }
         }
         record_metrics(&core, &mut memory);
