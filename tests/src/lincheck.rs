@@ -341,6 +341,7 @@ fn check_key(key: u64, records: &[Record]) -> Result<CheckStats, Anomaly> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kit::faults::Rng;
     use std::time::Instant;
 
     fn write(h: &History, client: u64, key: u64, v: u64) {
@@ -495,23 +496,6 @@ mod tests {
         let text = err.map(|a| a.to_string()).unwrap_or_default();
         assert!(text.contains("Read(Some(10))"), "{text}");
         assert!(!text.contains("Write(10)"), "{text}");
-    }
-
-    /// A small deterministic generator (splitmix64).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
     }
 
     /// What becomes of a simulated operation.

@@ -19,28 +19,12 @@ use std::time::Duration;
 use common::*;
 use tessella_node::groups::{Consistency, Group, GroupConfig, GroupError};
 use tessella_node::Node;
+use tessella_tests::kit::faults::Rng;
 use tessella_tests::lincheck::{History, RegOp, RegRet};
 
 const G: &str = "lin";
 const KEYS: u64 = 4;
 const CLIENTS_PER_NODE: u64 = 2;
-
-/// SplitMix64, for the clients' and the nemesis's choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -140,6 +124,29 @@ async fn client(
         }
         tokio::time::sleep(Duration::from_millis(rng.below(20))).await;
     }
+}
+
+/// Restart killed member `i` from its data dir and hand its clients the
+/// new handle.
+async fn revive(
+    fixture: &Fixture,
+    dir: &std::path::Path,
+    config: &GroupConfig,
+    nodes: &mut [Option<Node>],
+    members: &Members,
+    i: usize,
+) {
+    let boot: Vec<_> = nodes.iter().flatten().map(|n| n.local_addr()).collect();
+    let n = fixture
+        .group_node(&[G], Some(dir.to_path_buf()), boot)
+        .await;
+    let g = n
+        .groups()
+        .join::<Registers>(G, config.clone())
+        .await
+        .expect("rejoin");
+    nodes[i] = Some(n);
+    members.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(g);
 }
 
 async fn one_run(run: u64, secs: u64) {
@@ -254,15 +261,7 @@ async fn one_run(run: u64, secs: u64) {
                         actions.push("kill");
                     }
                     Some(i) => {
-                        let boot: Vec<_> = nodes.iter().flatten().map(|n| n.local_addr()).collect();
-                        let n = fixture.group_node(&[G], Some(dirs[i].clone()), boot).await;
-                        let g = n
-                            .groups()
-                            .join::<Registers>(G, config.clone())
-                            .await
-                            .expect("rejoin");
-                        nodes[i] = Some(n);
-                        members.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(g);
+                        revive(&fixture, &dirs[i], &config, &mut nodes, &members, i).await;
                         killed = None;
                         actions.push("restart");
                     }
@@ -277,15 +276,7 @@ async fn one_run(run: u64, secs: u64) {
     }
     fixture.faults.clear();
     if let Some(i) = killed {
-        let boot: Vec<_> = nodes.iter().flatten().map(|n| n.local_addr()).collect();
-        let n = fixture.group_node(&[G], Some(dirs[i].clone()), boot).await;
-        let g = n
-            .groups()
-            .join::<Registers>(G, config.clone())
-            .await
-            .expect("rejoin");
-        nodes[i] = Some(n);
-        members.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(g);
+        revive(&fixture, &dirs[i], &config, &mut nodes, &members, i).await;
     }
     // Let the clients run a little on a healthy group, then stop them.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -100,9 +100,58 @@ impl GroupCore {
         }
     }
 
-    /// Write `cmd` through the leader, wherever it is, retrying only where
-    /// nothing can have been proposed. Returns the entry's index and the
-    /// command's encoded output.
+    /// Send `req` to the leader, or run `local` when this member leads,
+    /// until an answer or `until`. Only what cannot have taken effect is
+    /// retried (no leader, not the leader, nothing sent), unless the request
+    /// is `idempotent` (a read), which retries any failure; a write that
+    /// may have reached a leader ends `Indeterminate`.
+    async fn route<T, F: std::future::Future<Output = Result<T, Refusal>>>(
+        &self,
+        until: Instant,
+        req: GroupRequest,
+        idempotent: bool,
+        local: impl Fn() -> F,
+        unpack: impl Fn(GroupResponse) -> Result<T, GroupResponse>,
+    ) -> Result<T, GroupError> {
+        loop {
+            if self.stopping() {
+                return Err(GroupError::Stopped);
+            }
+            if Instant::now() >= until {
+                return Err(GroupError::NoLeader(self.config.write_timeout));
+            }
+            let leader = self.leader();
+            let got = match leader {
+                None => {
+                    self.pause_for_leader(None, until).await;
+                    continue;
+                }
+                Some(l) if l == self.me => local().await,
+                Some(l) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    match call(&self.net, l, &req, self.config.max_frame, left).await {
+                        Ok(GroupResponse::Refused(r)) => Err(r),
+                        Ok(resp) => unpack(resp).map_err(|other| {
+                            Refusal::Failed(format!("unexpected answer {other:?}"))
+                        }),
+                        Err(CallError::NotSent(..)) => Err(Refusal::NotLeader(None)),
+                        Err(e) if idempotent => Err(Refusal::Failed(e.to_string())),
+                        Err(e) => return Err(GroupError::Indeterminate(e.to_string())),
+                    }
+                }
+            };
+            match got {
+                Ok(v) => return Ok(v),
+                Err(Refusal::NotLeader(_)) => self.pause_for_leader(leader, until).await,
+                Err(Refusal::Failed(_)) if idempotent => self.pause_for_leader(leader, until).await,
+                Err(Refusal::Failed(why)) => return Err(GroupError::Indeterminate(why)),
+                Err(Refusal::Undecodable(why)) => return Err(GroupError::Rejected(why)),
+            }
+        }
+    }
+
+    /// Write `cmd` through the leader, wherever it is. Returns the entry's
+    /// index and the command's encoded output.
     pub async fn write(&self, cmd: Vec<u8>) -> Result<(u64, Vec<u8>), GroupError> {
         if cmd.len() > self.config.max_batch_bytes {
             return Err(GroupError::Rejected(format!(
@@ -112,40 +161,20 @@ impl GroupCore {
             )));
         }
         let until = Instant::now() + self.config.write_timeout;
-        loop {
-            if self.stopping() {
-                return Err(GroupError::Stopped);
-            }
-            if Instant::now() >= until {
-                return Err(GroupError::NoLeader(self.config.write_timeout));
-            }
-            let leader = self.leader();
-            let outcome = match leader {
-                None => {
-                    self.pause_for_leader(None, until).await;
-                    continue;
-                }
-                Some(l) if l == self.me => self.propose_local(cmd.clone(), until).await,
-                Some(l) => {
-                    let left = until.saturating_duration_since(Instant::now());
-                    let req = GroupRequest::Forward(self.id, cmd.clone());
-                    match call(&self.net, l, &req, self.config.max_frame, left).await {
-                        Ok(GroupResponse::Written(index, out)) => Ok((index, out)),
-                        Ok(GroupResponse::Refused(r)) => Err(r),
-                        Ok(other) => Err(Refusal::Failed(format!("unexpected answer {other:?}"))),
-                        Err(CallError::NotSent(..)) => Err(Refusal::NotLeader(None)),
-                        Err(e) => return Err(GroupError::Indeterminate(e.to_string())),
-                    }
-                }
-            };
-            match outcome {
-                Ok((index, Ok(out))) => return Ok((index, out)),
-                Ok((_, Err(why))) => return Err(GroupError::Rejected(why)),
-                Err(Refusal::NotLeader(_)) => self.pause_for_leader(leader, until).await,
-                Err(Refusal::Undecodable(why)) => return Err(GroupError::Rejected(why)),
-                Err(Refusal::Failed(why)) => return Err(GroupError::Indeterminate(why)),
-            }
-        }
+        let req = GroupRequest::Forward(self.id, cmd.clone());
+        let (index, out) = self
+            .route(
+                until,
+                req,
+                false,
+                || self.propose_local(cmd.clone(), until),
+                |resp| match resp {
+                    GroupResponse::Written(index, out) => Ok((index, out)),
+                    other => Err(other),
+                },
+            )
+            .await?;
+        out.map(|out| (index, out)).map_err(GroupError::Rejected)
     }
 
     /// The leader's read index, confirmed by a quorum (this member must lead).
@@ -166,40 +195,18 @@ impl GroupCore {
     /// this member has applied it.
     pub async fn linearizable_point(&self) -> Result<u64, GroupError> {
         let until = Instant::now() + self.config.write_timeout;
-        let index = loop {
-            if self.stopping() {
-                return Err(GroupError::Stopped);
-            }
-            if Instant::now() >= until {
-                return Err(GroupError::NoLeader(self.config.write_timeout));
-            }
-            let leader = self.leader();
-            let got = match leader {
-                None => {
-                    self.pause_for_leader(None, until).await;
-                    continue;
-                }
-                Some(l) if l == self.me => self.read_index_local().await,
-                Some(l) => {
-                    let left = until.saturating_duration_since(Instant::now());
-                    let req = GroupRequest::ReadIndex(self.id);
-                    match call(&self.net, l, &req, self.config.max_frame, left).await {
-                        Ok(GroupResponse::ReadIndex(i)) => Ok(i),
-                        Ok(GroupResponse::Refused(r)) => Err(r),
-                        Ok(other) => Err(Refusal::Failed(format!("unexpected answer {other:?}"))),
-                        // A read has no effect: any failure may be retried.
-                        Err(e) => Err(Refusal::Failed(e.to_string())),
-                    }
-                }
-            };
-            match got {
-                Ok(i) => break i,
-                Err(Refusal::NotLeader(_)) | Err(Refusal::Failed(_)) => {
-                    self.pause_for_leader(leader, until).await
-                }
-                Err(Refusal::Undecodable(why)) => return Err(GroupError::Rejected(why)),
-            }
-        };
+        let index = self
+            .route(
+                until,
+                GroupRequest::ReadIndex(self.id),
+                true,
+                || self.read_index_local(),
+                |resp| match resp {
+                    GroupResponse::ReadIndex(i) => Ok(i),
+                    other => Err(other),
+                },
+            )
+            .await?;
         self.wait_applied(index, until).await?;
         Ok(index)
     }
@@ -221,38 +228,17 @@ impl GroupCore {
     /// Answer `query` from the leader's state, without a quorum round.
     pub async fn query_at_leader(&self, query: Vec<u8>) -> Result<Vec<u8>, GroupError> {
         let until = Instant::now() + self.config.write_timeout;
-        loop {
-            if self.stopping() {
-                return Err(GroupError::Stopped);
-            }
-            if Instant::now() >= until {
-                return Err(GroupError::NoLeader(self.config.write_timeout));
-            }
-            let leader = self.leader();
-            let got = match leader {
-                None => {
-                    self.pause_for_leader(None, until).await;
-                    continue;
-                }
-                Some(l) if l == self.me => (self.query)(&query),
-                Some(l) => {
-                    let left = until.saturating_duration_since(Instant::now());
-                    let req = GroupRequest::Query(self.id, query.clone());
-                    match call(&self.net, l, &req, self.config.max_frame, left).await {
-                        Ok(GroupResponse::Answer(a)) => Ok(a),
-                        Ok(GroupResponse::Refused(r)) => Err(r),
-                        Ok(other) => Err(Refusal::Failed(format!("unexpected answer {other:?}"))),
-                        Err(e) => Err(Refusal::Failed(e.to_string())),
-                    }
-                }
-            };
-            match got {
-                Ok(a) => return Ok(a),
-                Err(Refusal::NotLeader(_)) | Err(Refusal::Failed(_)) => {
-                    self.pause_for_leader(leader, until).await
-                }
-                Err(Refusal::Undecodable(why)) => return Err(GroupError::Rejected(why)),
-            }
-        }
+        let req = GroupRequest::Query(self.id, query.clone());
+        self.route(
+            until,
+            req,
+            true,
+            || std::future::ready((self.query)(&query)),
+            |resp| match resp {
+                GroupResponse::Answer(a) => Ok(a),
+                other => Err(other),
+            },
+        )
+        .await
     }
 }

@@ -17,9 +17,7 @@ use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
 use super::types::{Entry, LogId, StorageError, Vote};
@@ -54,9 +52,6 @@ pub(crate) enum Op {
     Remove(GroupId, u64, Option<u64>),
     /// Set (or with `None`, delete) a meta key.
     Put(GroupId, &'static str, Option<Vec<u8>>),
-    /// Delete both tables of a group.
-    #[allow(dead_code)] // used when a node leaves a group for good
-    Drop(GroupId),
 }
 
 type Durable = Box<dyn FnOnce(io::Result<()>) + Send>;
@@ -270,19 +265,6 @@ impl GroupDb {
         let last = table.last().map_err(|e| e.to_string())?;
         Ok(last.map(|(_, v)| v.value().to_vec()))
     }
-
-    /// How many entries the log of `group` holds.
-    #[allow(dead_code)]
-    pub(crate) fn log_len(&self, group: &GroupId) -> Result<u64, String> {
-        let name = log_name(group);
-        let def: TableDefinition<u64, &[u8]> = TableDefinition::new(&name);
-        let txn = self.handle()?.begin_read().map_err(|e| e.to_string())?;
-        match txn.open_table(def) {
-            Ok(t) => t.len().map_err(|e| e.to_string()),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(e.to_string()),
-        }
-    }
 }
 
 /// The writer thread: drain, apply in one transaction, commit readable,
@@ -377,13 +359,6 @@ fn apply_op(txn: &redb::WriteTransaction, op: Op) -> Result<(), String> {
                 None => t.remove(key).map(|_| ()),
             }
             .map_err(|e| e.to_string())?;
-        }
-        Op::Drop(g) => {
-            let (log_n, meta_n) = (log_name(&g), meta_name(&g));
-            let log: TableDefinition<u64, &[u8]> = TableDefinition::new(&log_n);
-            txn.delete_table(log).map_err(|e| e.to_string())?;
-            let meta: TableDefinition<&str, &[u8]> = TableDefinition::new(&meta_n);
-            txn.delete_table(meta).map_err(|e| e.to_string())?;
         }
     }
     Ok(())
