@@ -190,6 +190,7 @@ async fn a_minority_cannot_commit_and_a_healed_partition_keeps_the_majoritys_wri
     wait_until(|| groups[leader].status().voters.len() == 3, "three voters").await;
     write_many(&groups[leader], 5, 1, 5).await;
     // Cut the leader off from both followers.
+    let isolated_term = groups[leader].status().term;
     fixture.faults.isolate(nodes[leader].local_addr());
     let minority = groups[leader].execute(RegCmd::Write(5, 666)).await;
     assert!(
@@ -209,6 +210,12 @@ async fn a_minority_cannot_commit_and_a_healed_partition_keeps_the_majoritys_wri
         }
     })
     .await;
+    // The isolated node never leads in a newer term (it cannot elect itself).
+    let s = groups[leader].status();
+    assert!(
+        !(groups[leader].is_leader() && s.term > isolated_term),
+        "the isolated node elected itself: {s:?}"
+    );
     fixture.faults.rejoin(nodes[leader].local_addr());
     // The old leader learns the majority's history and drops its own tail.
     let old = &groups[leader];
