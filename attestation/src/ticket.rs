@@ -14,7 +14,7 @@
 //!           "exp":..,"nbf":..,"iat":..,["jti":".."],
 //!           ["streams":{"name":["produce","consume"]}],
 //!           ["groups":{"name":["join","write"]}],
-//!           ["collections":{"name":["write","consume"]}],
+//!           ["collections":{"name":["write","read"]}],
 //!           ["admin":true]}
 //! token    base64url(header) "." base64url(claims) "." base64url(signature)
 //! ```
@@ -224,12 +224,15 @@ fn clip(text: &str) -> String {
 pub enum Permission {
     /// Append records to a stream.
     Produce,
-    /// Read a stream, or read a collection.
+    /// Read a stream.
     Consume,
     /// Become a member of a replication group.
     Join,
-    /// Propose writes to a group, or write to a collection.
+    /// Propose writes to a group, or write to a collection (and replicate
+    /// it as a voter).
     Write,
+    /// Read a collection (and replicate it as a learner).
+    Read,
 }
 
 impl Permission {
@@ -239,6 +242,7 @@ impl Permission {
             Permission::Consume => "consume",
             Permission::Join => "join",
             Permission::Write => "write",
+            Permission::Read => "read",
         }
     }
 }
@@ -272,7 +276,7 @@ pub enum ResourceKind {
     Stream,
     /// A replication group (claim `groups`): join and write.
     Group,
-    /// A collection (claim `collections`): write and consume (read).
+    /// A collection (claim `collections`): write and read.
     Collection,
 }
 
@@ -282,7 +286,7 @@ impl ResourceKind {
         match self {
             ResourceKind::Stream => &[Permission::Produce, Permission::Consume],
             ResourceKind::Group => &[Permission::Join, Permission::Write],
-            ResourceKind::Collection => &[Permission::Write, Permission::Consume],
+            ResourceKind::Collection => &[Permission::Write, Permission::Read],
         }
     }
 
@@ -1141,7 +1145,7 @@ mod tests {
             .grant(ResourceKind::Stream, "metrics", Permission::Produce)
             .grant(ResourceKind::Stream, "metrics", Permission::Consume)
             .grant(ResourceKind::Group, "g1", Permission::Join)
-            .grant(ResourceKind::Collection, "users", Permission::Consume)
+            .grant(ResourceKind::Collection, "users", Permission::Read)
             .with_jti("t-1")
     }
 
@@ -1562,7 +1566,7 @@ mod tests {
         assert!(!got.may(ResourceKind::Stream, "logs", Permission::Consume));
         assert!(got.may(ResourceKind::Group, "g1", Permission::Join));
         assert!(!got.may(ResourceKind::Group, "g1", Permission::Write));
-        assert!(got.may(ResourceKind::Collection, "users", Permission::Consume));
+        assert!(got.may(ResourceKind::Collection, "users", Permission::Read));
         assert!(!got.may(ResourceKind::Collection, "users", Permission::Write));
         // Names are per kind: a group called "metrics" is not the stream.
         assert!(!got.may(ResourceKind::Group, "metrics", Permission::Join));

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod collections;
 pub mod config;
 pub mod configid;
 pub mod devnet;

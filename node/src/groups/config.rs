@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tessella_attestation::{Permission, ResourceKind, TicketClaims};
+
 use crate::discovery::GroupRole;
 use crate::id::NodeId;
 
@@ -54,6 +56,68 @@ pub struct GroupConfig {
     /// How often membership upkeep (founding, learners, promotion,
     /// replacement, fencing) runs.
     pub upkeep_every: Duration,
+    /// Which ticket grants members, learners and writers need.
+    pub access: Access,
+}
+
+/// Which ticket grants a peer needs in a group. Plain groups ask for `join`
+/// (members) and `write` (proposers) on the group's name; a collection's
+/// group asks for `write` (voters, proposers) and `read` (learners, reads)
+/// on the collection's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The kind of resource the grants name.
+    pub kind: ResourceKind,
+    /// The resource the grants name; `None`: the group's own name.
+    pub resource: Option<String>,
+    /// Needed to vote, and to send Raft traffic (appends, votes, snapshots,
+    /// founding).
+    pub voter: Permission,
+    /// Needed to replicate as a learner, and for reads served by the leader.
+    pub learner: Permission,
+    /// Needed to propose writes.
+    pub write: Permission,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            kind: ResourceKind::Group,
+            resource: None,
+            voter: Permission::Join,
+            learner: Permission::Join,
+            write: Permission::Write,
+        }
+    }
+}
+
+impl Access {
+    /// The grants of a collection called `name`.
+    pub fn collection(name: &str) -> Access {
+        Access {
+            kind: ResourceKind::Collection,
+            resource: Some(name.to_string()),
+            voter: Permission::Write,
+            learner: Permission::Read,
+            write: Permission::Write,
+        }
+    }
+
+    /// Whether `claims` grant `permission` in the group called `group`.
+    pub fn allows(&self, claims: &TicketClaims, group: &str, permission: Permission) -> bool {
+        let name = self.resource.as_deref().unwrap_or(group);
+        claims.may(self.kind, name, permission)
+    }
+
+    /// Whether `claims` let a node take part in `role`.
+    pub fn allows_role(&self, claims: &TicketClaims, group: &str, role: GroupRole) -> bool {
+        match role {
+            GroupRole::Voter => self.allows(claims, group, self.voter),
+            GroupRole::Learner => {
+                self.allows(claims, group, self.learner) || self.allows(claims, group, self.voter)
+            }
+        }
+    }
 }
 
 impl Default for GroupConfig {
@@ -78,6 +142,7 @@ impl Default for GroupConfig {
             max_frame: DEFAULT_MAX_FRAME,
             max_snapshot_bytes: 256 << 20,
             upkeep_every: Duration::from_millis(250),
+            access: Access::default(),
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::core::GroupCore;
 use super::error::GroupError;
-use super::machine::{MachineStore, StateMachine};
+use super::machine::{Machine, StateMachine};
 use super::store::{decode, encode};
 use super::types::MemberId;
 use crate::id::{GroupId, NodeId};
@@ -32,13 +32,13 @@ pub enum Consistency {
 }
 
 /// A node's group, typed by its state machine.
-pub struct Group<M: StateMachine> {
+pub struct Group<M: Machine> {
     pub(crate) core: Arc<GroupCore>,
-    pub(crate) store: MachineStore<M>,
+    pub(crate) store: M::Store,
     pub(crate) _m: PhantomData<fn() -> M>,
 }
 
-impl<M: StateMachine> Clone for Group<M> {
+impl<M: Machine> Clone for Group<M> {
     fn clone(&self) -> Self {
         Group {
             core: self.core.clone(),
@@ -48,7 +48,7 @@ impl<M: StateMachine> Clone for Group<M> {
     }
 }
 
-impl<M: StateMachine> std::fmt::Debug for Group<M> {
+impl<M: Machine> std::fmt::Debug for Group<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Group")
             .field("name", &self.core.name)
@@ -61,7 +61,7 @@ fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, GroupError> {
     encode(v).map_err(GroupError::Encoding)
 }
 
-impl<M: StateMachine> Group<M> {
+impl<M: Machine> Group<M> {
     /// The group's name.
     pub fn name(&self) -> &str {
         &self.core.name
@@ -96,22 +96,16 @@ impl<M: StateMachine> Group<M> {
         consistency: Consistency,
     ) -> Result<M::QueryOutput, GroupError> {
         match consistency {
-            Consistency::Local => Ok(self.store.read(|m| m.query(query))),
+            Consistency::Local => M::query(&self.store, query).map_err(GroupError::Storage),
             Consistency::Linearizable => {
                 self.core.linearizable_point().await?;
-                Ok(self.store.read(|m| m.query(query)))
+                M::query(&self.store, query).map_err(GroupError::Storage)
             }
             Consistency::Leader => {
                 let answer = self.core.query_at_leader(enc(query)?).await?;
                 decode(&answer).map_err(GroupError::Encoding)
             }
         }
-    }
-
-    /// Read the local state directly (a [`Consistency::Local`] read with
-    /// any closure).
-    pub fn read_local<T>(&self, f: impl FnOnce(&M) -> T) -> T {
-        self.store.read(f)
     }
 
     /// Waits on the group's progress.
@@ -139,6 +133,11 @@ impl<M: StateMachine> Group<M> {
     /// The index this member has applied.
     pub fn applied(&self) -> u64 {
         *self.core.applied.borrow()
+    }
+
+    /// Follows the index this member has applied.
+    pub fn watch_applied(&self) -> watch::Receiver<u64> {
+        self.core.applied.clone()
     }
 
     /// The commit index this member knows.
@@ -342,4 +341,12 @@ pub(crate) fn committed_index(core: &GroupCore) -> u64 {
         .flatten()
         .map(|l| l.index)
         .unwrap_or(0)
+}
+
+impl<M: StateMachine> Group<M> {
+    /// Read the local state directly (a [`Consistency::Local`] read with
+    /// any closure).
+    pub fn read_local<T>(&self, f: impl FnOnce(&M) -> T) -> T {
+        self.store.read(f)
+    }
 }

@@ -46,6 +46,55 @@ pub trait StateMachine: Default + Send + Sync + 'static {
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), String>;
 }
 
+/// What a group replicates: the command and query types, and the openraft
+/// state-machine store that applies them. Every [`StateMachine`] is one
+/// (its state in memory, dumped at snapshots); so is every
+/// [`Tabled`](super::table::Tabled) table machine (its state in redb).
+pub trait Machine: Send + Sync + 'static {
+    /// A write.
+    type Command: Serialize + DeserializeOwned + Send + 'static;
+    /// What a write returns.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// A read.
+    type Query: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// What a read returns.
+    type QueryOutput: Serialize + DeserializeOwned + Send + 'static;
+    /// openraft's state-machine store for this machine.
+    type Store: openraft::storage::RaftStateMachine<GroupTypes, SnapshotBuilder = Self::Store>
+        + openraft::RaftSnapshotBuilder<GroupTypes>
+        + Clone
+        + Send
+        + Sync
+        + 'static;
+
+    /// Open the store of `group` in `db`.
+    fn open(db: GroupDb, group: GroupId) -> Result<Self::Store, StorageError>;
+    /// Answer `query` from the store's applied state.
+    fn query(store: &Self::Store, query: &Self::Query) -> Result<Self::QueryOutput, String>;
+    /// Follows the store's applied index.
+    fn watch_applied(store: &Self::Store) -> watch::Receiver<u64>;
+}
+
+impl<M: StateMachine> Machine for M {
+    type Command = M::Command;
+    type Output = M::Output;
+    type Query = M::Query;
+    type QueryOutput = M::QueryOutput;
+    type Store = MachineStore<M>;
+
+    fn open(db: GroupDb, group: GroupId) -> Result<MachineStore<M>, StorageError> {
+        MachineStore::open(db, group)
+    }
+
+    fn query(store: &MachineStore<M>, query: &M::Query) -> Result<M::QueryOutput, String> {
+        Ok(store.read(|m| m.query(query)))
+    }
+
+    fn watch_applied(store: &MachineStore<M>) -> watch::Receiver<u64> {
+        store.watch_applied()
+    }
+}
+
 /// What the store keeps in memory.
 struct Applied<M> {
     machine: M,

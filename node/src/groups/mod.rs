@@ -22,6 +22,7 @@ pub mod machine;
 mod net;
 pub mod store;
 pub mod subsystem;
+pub mod table;
 pub mod types;
 mod upkeep;
 pub mod wire;
@@ -29,13 +30,14 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use config::GroupConfig;
+pub use config::{Access, GroupConfig};
 pub use error::GroupError;
 pub use group::{Consistency, Group, GroupStatus, MemberProgress, When};
-pub use machine::{MachineStore, StateMachine};
+pub use machine::{Machine, MachineStore, StateMachine};
 pub use net::CallError;
 /// The openraft version groups run on, for its request and id types.
 pub use openraft;
 pub use store::{DbError, GroupDb, LogStore};
 pub use subsystem::{Groups, MemberChange, MAX_GROUPS};
+pub use table::{ReadTables, TableError, TableMachine, TableRead, TableStore, Tabled, Tables};
 pub use types::{GroupTypes, MemberId, Outcome, Proposal};

@@ -43,8 +43,11 @@ pub enum DbError {
     Thread(String),
 }
 
+/// Work run inside the writer's transaction (a table machine applying
+/// entries): it sees every earlier write of the batch and commits with it.
+pub(crate) type TxnFn = Box<dyn FnOnce(&redb::WriteTransaction) -> Result<(), String> + Send>;
+
 /// One write.
-#[derive(Debug)]
 pub(crate) enum Op {
     /// Insert log entries (index, encoded entry).
     Append(GroupId, Vec<(u64, Vec<u8>)>),
@@ -52,6 +55,19 @@ pub(crate) enum Op {
     Remove(GroupId, u64, Option<u64>),
     /// Set (or with `None`, delete) a meta key.
     Put(GroupId, &'static str, Option<Vec<u8>>),
+    /// Run a closure in the transaction.
+    Run(TxnFn),
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Append(g, e) => write!(f, "Append({g}, {} entries)", e.len()),
+            Op::Remove(g, from, to) => write!(f, "Remove({g}, {from}..{to:?})"),
+            Op::Put(g, k, v) => write!(f, "Put({g}, {k}, {:?} bytes)", v.as_ref().map(Vec::len)),
+            Op::Run(_) => f.write_str("Run"),
+        }
+    }
 }
 
 type Durable = Box<dyn FnOnce(io::Result<()>) + Send>;
@@ -226,6 +242,11 @@ impl GroupDb {
         Ok(v.map(|g| g.value().to_vec()))
     }
 
+    /// A read transaction: a consistent view of every table.
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, String> {
+        self.handle()?.begin_read().map_err(|e| e.to_string())
+    }
+
     /// Encoded log entries of `group` with index in `range`, at most `limit`.
     pub(crate) fn log_range(
         &self,
@@ -360,6 +381,7 @@ fn apply_op(txn: &redb::WriteTransaction, op: Op) -> Result<(), String> {
             }
             .map_err(|e| e.to_string())?;
         }
+        Op::Run(f) => f(txn)?,
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use tessella_attestation::{Permission, ResourceKind};
+use crate::discovery::GroupRole;
 use tokio::sync::{mpsc, watch};
 
 use super::batcher::{self, BatchLimits};
@@ -23,7 +23,7 @@ use super::core::{GroupCore, QueryFn};
 use super::error::GroupError;
 use super::forming::{self, Answer};
 use super::group::{status_of, Group, GroupStatus};
-use super::machine::{MachineStore, StateMachine};
+use super::machine::Machine;
 use super::net::GroupNetwork;
 use super::store::{decode, encode, key, GroupDb, LogStore};
 use super::types::{MemberId, Raft};
@@ -100,7 +100,7 @@ impl Groups {
 
     /// Join (or rejoin, after a restart) the group `name`, replicated with
     /// state machine `M`. This node's ticket must grant `join` on it.
-    pub async fn join<M: StateMachine>(
+    pub async fn join<M: Machine>(
         &self,
         name: &str,
         config: GroupConfig,
@@ -115,7 +115,7 @@ impl Groups {
             .ticket_validator()
             .validate(&self.net.ticket(), None, self.net.now())
             .map_err(|_| GroupError::NotPermitted(name.to_string()))?;
-        if !own.may(ResourceKind::Group, name, Permission::Join) {
+        if !config.access.allows_role(&own, name, config.role) {
             return Err(GroupError::NotPermitted(name.to_string()));
         }
         let id = GroupId::from_name(name);
@@ -133,8 +133,7 @@ impl Groups {
         let me = MemberId::from(self.net.node_id());
         let db = self.db()?;
         let storage = |e: String| GroupError::Storage(e);
-        let store = MachineStore::<M>::open(db.clone(), id)
-            .map_err(|e| GroupError::Storage(e.to_string()))?;
+        let store = M::open(db.clone(), id).map_err(|e| GroupError::Storage(e.to_string()))?;
         let log = LogStore::named(db.clone(), id, name);
         let network = GroupNetwork {
             net: self.net.clone(),
@@ -159,7 +158,7 @@ impl Groups {
             let store = store.clone();
             Box::new(move |bytes: &[u8]| {
                 let q: M::Query = decode(bytes).map_err(Refusal::Undecodable)?;
-                let answer = store.read(|m| m.query(&q));
+                let answer = M::query(&store, &q).map_err(Refusal::Failed)?;
                 encode(&answer).map_err(Refusal::Failed)
             })
         };
@@ -173,7 +172,7 @@ impl Groups {
             net: self.net.clone(),
             db: db.clone(),
             queue,
-            applied: store.watch_applied(),
+            applied: M::watch_applied(&store),
             query,
             promise: tokio::sync::Mutex::new(promise),
             stopped: watch::channel(false).0,
@@ -310,12 +309,16 @@ impl Handler {
             tracing::debug!(peer = %from, group = %req.group(), "groups: request for a group not run here");
             return refuse(&mut stream, CloseCode::UnknownResource);
         };
-        let need = match req {
-            GroupRequest::Forward(..) => Permission::Write,
-            _ => Permission::Join,
+        let access = &core.config.access;
+        let permitted = match req {
+            GroupRequest::Forward(..) => access.allows(&peer.claims, &core.name, access.write),
+            GroupRequest::ReadIndex(..) | GroupRequest::Query(..) => {
+                access.allows_role(&peer.claims, &core.name, GroupRole::Learner)
+            }
+            _ => access.allows(&peer.claims, &core.name, access.voter),
         };
-        if !peer.claims.may(ResourceKind::Group, &core.name, need) {
-            tracing::warn!(peer = %from, group = %core.name, kind = req.kind(), ?need, "groups: ticket lacks the grant");
+        if !permitted {
+            tracing::warn!(peer = %from, group = %core.name, kind = req.kind(), "groups: ticket lacks the grant");
             return refuse(&mut stream, CloseCode::NotPermitted);
         }
         if let GroupRequest::Vote(..) = req {

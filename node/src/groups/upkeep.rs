@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, EmptyNode};
-use tessella_attestation::{Permission, ResourceKind};
 
 use super::core::GroupCore;
 use super::error::GroupError;
@@ -106,7 +105,8 @@ pub(crate) fn advertisers(
             _ => None,
         });
         let claims = r.claims();
-        let permitted = claims.may(ResourceKind::Group, &core.name, Permission::Join)
+        let permitted = role
+            .is_some_and(|role| core.config.access.allows_role(claims, &core.name, role))
             && !revocations.covers(claims);
         match (permitted, role) {
             (true, Some(role)) => {
