@@ -56,6 +56,7 @@ pub const RESERVED_ENV: &[&str] = &[
 /// Every option, as `section.key` (or `key` at the top level).
 pub const KEYS: &[&str] = &[
     "data_dir",
+    "collections",
     "network.name",
     "network.listen",
     "network.bootstrap",
@@ -127,6 +128,9 @@ pub struct NodeConfig {
     /// Where the node keeps its state (Raft logs, collections, collateral
     /// cache). Default `/var/lib/tessella`.
     pub data_dir: PathBuf,
+    /// `[[collections]]`: collections this node serves as a writer from
+    /// start; declared maps are key-value stores in the admin API.
+    pub collections: Vec<crate::collections::CollectionDecl>,
     /// `[network]`: which network, where to listen, whom to contact first.
     pub network: NetworkConfig,
     /// `[identity]`: how the node proves what it runs.
@@ -150,6 +154,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             data_dir: PathBuf::from("/var/lib/tessella"),
+            collections: Vec::new(),
             network: NetworkConfig::default(),
             identity: IdentityConfig::default(),
             policy: PolicyConfig::default(),
@@ -813,6 +818,55 @@ fn opt_ip(v: Raw<'_>) -> Result<Option<IpAddr>, String> {
 
 /// `[guest.files]`: a table of `name = "sha384 hex"`, or (environment)
 /// `name=hex` pairs separated by commas.
+fn collections(v: Raw<'_>) -> Result<Vec<crate::collections::CollectionDecl>, String> {
+    use crate::collections::{CollectionDecl, CollectionKind};
+    let decls: Vec<CollectionDecl> = match v {
+        Raw::Toml(value @ toml::Value::Array(_)) => {
+            value.clone().try_into().map_err(|e: toml::de::Error| {
+                format!(
+                    "expected [[collections]] tables of name and kind: {}",
+                    e.message().trim()
+                )
+            })?
+        }
+        Raw::Toml(other) => {
+            return Err(format!(
+                "expected [[collections]] tables (name = \"kv\", kind = \"map\"), found {}",
+                toml_type(other)
+            ))
+        }
+        Raw::Env(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(|item| {
+                let (name, kind) = item.split_once(':').unwrap_or((item, "map"));
+                let kind = match kind {
+                    "map" => CollectionKind::Map,
+                    other => {
+                        return Err(format!(
+                            "{name:?}: kind {other:?}: only map can be declared"
+                        ))
+                    }
+                };
+                Ok(CollectionDecl {
+                    name: name.to_string(),
+                    kind,
+                    voters: 3,
+                })
+            })
+            .collect::<Result<_, String>>()?,
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &decls {
+        d.check()?;
+        if !seen.insert(d.name.clone()) {
+            return Err(format!("collection {:?} is declared twice", d.name));
+        }
+    }
+    Ok(decls)
+}
+
 fn guest_files(v: Raw<'_>) -> Result<BTreeMap<String, Sha384Digest>, String> {
     let entry = |name: &str, hash: Result<String, String>| {
         check_guest_file_name(name)?;
@@ -1061,6 +1115,7 @@ impl NodeConfig {
     fn set(&mut self, key: &str, v: Raw<'_>) -> Result<(), String> {
         match key {
             "data_dir" => self.data_dir = PathBuf::from(string(v)?),
+            "collections" => self.collections = collections(v)?,
             "network.name" => self.network.name = string(v)?,
             "network.listen" => self.network.listen = addr(v)?,
             "network.bootstrap" => self.network.bootstrap = addr_list(v)?,
@@ -1314,6 +1369,12 @@ const EXAMPLE_TOML: &str = r#"# tessella node configuration.
 # Where the node keeps its state: Raft logs, collections, collateral cache.
 data_dir = "/var/lib/tessella"
 
+# Collections this node serves as a writer from start, as [[collections]]
+# tables, e.g. [[collections]] name = "kv", kind = "map" (the env form is
+# TESSELLA_COLLECTIONS=kv:map). Declared maps are key-value stores in the
+# admin API (/v1/collections); the node's ticket needs "write" on each.
+collections = []
+
 [network]
 # The network's name. Its id is bound into every quote and is the audience
 # of every ticket: nodes of different networks never admit each other.
@@ -1476,6 +1537,11 @@ mod tests {
         // through the key-naming loader: KEYS, set() and the structs agree.
         let c = NodeConfig {
             data_dir: "/srv/t".into(),
+            collections: vec![crate::collections::CollectionDecl {
+                name: "kv".into(),
+                kind: crate::collections::CollectionKind::Map,
+                voters: 3,
+            }],
             network: NetworkConfig {
                 name: "prod".into(),
                 listen: "10.0.0.1:9000".parse().expect("addr"),
@@ -1521,12 +1587,14 @@ mod tests {
         let text = toml::to_string(&c).expect("serialize");
         assert_eq!(NodeConfig::from_toml_str(&text).expect("parse"), c);
         let count = text.lines().filter(|l| l.contains(" = ")).count();
-        assert_eq!(count, KEYS.len(), "every key was serialized:\n{text}");
+        // `collections` is one key written as a table of three lines.
+        assert_eq!(count, KEYS.len() + 2, "every key was serialized:\n{text}");
         // And every key through the environment.
         let mut from_env = NodeConfig::default();
         from_env
             .apply_env([
                 ("TESSELLA_DATA_DIR", "/srv/t"),
+                ("TESSELLA_COLLECTIONS", "kv:map"),
                 ("TESSELLA_NETWORK_NAME", "prod"),
                 ("TESSELLA_NETWORK_LISTEN", "10.0.0.1:9000"),
                 ("TESSELLA_NETWORK_BOOTSTRAP", "10.0.0.2:9000"),
@@ -1608,8 +1676,9 @@ mod tests {
         );
         let e = NodeConfig::from_toml_str("[netwrk]\nname = \"x\"\n").expect_err("section");
         assert!(
-            e.to_string()
-                .starts_with("unknown key netwrk (expected one of: data_dir, [network]"),
+            e.to_string().starts_with(
+                "unknown key netwrk (expected one of: data_dir, collections, [network]"
+            ),
             "{e}"
         );
         let e = NodeConfig::from_toml_str("network = 5\n").expect_err("not a table");

@@ -31,6 +31,7 @@ use tessella_attestation::ticket::TicketAlgorithm;
 use tessella_attestation::{Permission, Policy, ResourceKind, TicketIssuer};
 use tokio::task::JoinHandle;
 
+use crate::collections::{CollectionDecl, CollectionKind};
 use crate::groups::{Group, GroupConfig, StateMachine};
 use crate::id::NodeId;
 use crate::network::{Identity, TicketSource};
@@ -40,6 +41,8 @@ use crate::node::{Node, NodeSpec};
 pub const DEV_GROUP: &str = "dev";
 /// How many dev nodes (the first ones) are members of [`DEV_GROUP`].
 pub const DEV_GROUP_MEMBERS: usize = 5;
+/// The key-value map every dev node serves (`/v1/collections/kv`).
+pub const DEV_KV: &str = "kv";
 /// How often each member records a heartbeat in [`DEV_GROUP`].
 pub const DEV_BEAT: Duration = Duration::from_secs(1);
 
@@ -320,7 +323,8 @@ impl DevCluster {
                 .issuer
                 .claims("template", opts.network.clone(), clock.now_unix(), 60)
                 .grant(ResourceKind::Group, DEV_GROUP, Permission::Join)
-                .grant(ResourceKind::Group, DEV_GROUP, Permission::Write),
+                .grant(ResourceKind::Group, DEV_GROUP, Permission::Write)
+                .grant(ResourceKind::Collection, DEV_KV, Permission::Write),
         );
         let mut nodes: Vec<DevNode> = Vec::with_capacity(members.len());
         for &i in &members {
@@ -352,6 +356,11 @@ impl DevCluster {
             spec.clock = clock.clone();
             spec.discovery.interval = opts.gossip_interval;
             spec.admin = Some(loopback(port(admin_base, i)?));
+            spec.collections = vec![CollectionDecl {
+                name: DEV_KV.into(),
+                kind: CollectionKind::Map,
+                voters: opts.nodes.clamp(1, 3),
+            }];
             let node = match Node::start(spec)
                 .await
                 .with_context(|| format!("starting node {i}"))

@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminAuth};
+use crate::collections::{CollectionDecl, Collections};
 use crate::discovery::{CatalogEvent, Discovery, DiscoveryError, DiscoveryOptions, PeerRecord};
 use crate::groups::Groups;
 use crate::id::NodeId;
@@ -60,6 +61,8 @@ pub struct NodeSpec {
     pub admin: Option<SocketAddr>,
     /// Wraps the UDP socket (the test kit's fault injection).
     pub socket: Option<SocketWrapper>,
+    /// Collections served from start (the key-value maps of the admin API).
+    pub collections: Vec<CollectionDecl>,
 }
 
 impl NodeSpec {
@@ -90,6 +93,7 @@ impl NodeSpec {
             discovery: DiscoveryOptions::default(),
             admin: None,
             socket: None,
+            collections: Vec::new(),
         }
     }
 }
@@ -122,6 +126,7 @@ pub struct Node {
     network: Network,
     discovery: Arc<Discovery>,
     groups: Arc<Groups>,
+    collections: Arc<Collections>,
     admin_addr: Option<SocketAddr>,
     stop_admin: watch::Sender<bool>,
     admin_task: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -175,11 +180,14 @@ impl Node {
                 return Err(e.into());
             }
         };
+        let collections = Collections::new(groups.clone(), discovery.clone());
         let (stop_admin, mut stop_rx) = watch::channel(false);
+        collections.serve_declared(&spec.collections, stop_rx.clone());
         let mut node = Node {
             network: network.clone(),
             discovery: discovery.clone(),
             groups: groups.clone(),
+            collections: collections.clone(),
             admin_addr: None,
             stop_admin,
             admin_task: std::sync::Mutex::new(None),
@@ -196,13 +204,15 @@ impl Node {
                     .map_err(|e| fail(e.to_string()))?;
                 let bound = listener.local_addr().map_err(|e| fail(e.to_string()))?;
                 let (net, disc) = (network.clone(), discovery.clone());
-                let router = admin::router(
+                let auth = AdminAuth::new(validator, spec.clock);
+                let router = admin::router_with_scoped(
                     Arc::new(NodeAdmin(network.clone())),
-                    AdminAuth::new(validator, spec.clock),
+                    auth.clone(),
                     [
                         admin::peers_router(Arc::new(move || peer_views(&net, &disc))),
                         crate::groups::admin::router(groups.clone()),
                     ],
+                    [crate::collections::admin::router(collections.clone(), auth)],
                 );
                 let task = tokio::spawn(async move {
                     let stop = async move {
@@ -241,6 +251,12 @@ impl Node {
     /// Raft groups: join one with [`Groups::join`].
     pub fn groups(&self) -> &Arc<Groups> {
         &self.groups
+    }
+
+    /// Replicated collections: open one with
+    /// [`Map::writer`](crate::collections::Map::writer) and the like.
+    pub fn collections(&self) -> &Arc<Collections> {
+        &self.collections
     }
 
     /// The admin API's address, when it runs.

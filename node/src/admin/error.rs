@@ -70,6 +70,46 @@ pub enum ApiError {
     /// group, or another change is in progress). 409 `membership_refused`.
     #[error("membership change refused: {0}")]
     MembershipRefused(String),
+    /// The body is not JSON. 400 `bad_json`.
+    #[error("the body is not JSON: {0}")]
+    BadJson(String),
+    /// A key or value over its limit. 413 `too_large`.
+    #[error("{what} is larger than {limit} bytes")]
+    TooLarge {
+        /// What: "the key" or "the value".
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+    /// No collection of that name is served here. 404 `no_such_collection`.
+    #[error("no collection {0} on this node")]
+    NoSuchCollection(String),
+    /// The key is absent. 404 `no_such_key`.
+    #[error("no such key")]
+    NoSuchKey,
+    /// A conditional write's condition failed. 412 `precondition_failed`.
+    #[error("precondition failed: the entry's version is {0:?}")]
+    PreconditionFailed(Option<u64>),
+    /// A bad query parameter or header. 400 `bad_request`.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// No quorum (no leader answered in time); nothing was applied. 503
+    /// `no_quorum` with `Retry-After`.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The write reached a leader that was lost before answering: it may or
+    /// may not have applied. 504 `outcome_unknown`.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// The ticket grants neither admin nor the needed permission on the
+    /// resource. 403 `forbidden`.
+    #[error("ticket for {sub} does not grant {need}")]
+    NotGranted {
+        /// The ticket's subject.
+        sub: String,
+        /// What was needed, e.g. `read on collection kv`.
+        need: String,
+    },
     /// Something broke inside the node. 500 `internal`; the detail is only
     /// logged.
     #[error("internal error: {0}")]
@@ -86,9 +126,20 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::CollateralRejected(_)
             | ApiError::BadBody(_)
-            | ApiError::TicketRejected(_) => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotFound | ApiError::NoSuchGroup(_) => StatusCode::NOT_FOUND,
+            | ApiError::TicketRejected(_)
+            | ApiError::BadJson(_)
+            | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::NotFound
+            | ApiError::NoSuchGroup(_)
+            | ApiError::NoSuchCollection(_)
+            | ApiError::NoSuchKey => StatusCode::NOT_FOUND,
+            ApiError::NotGranted { .. } => StatusCode::FORBIDDEN,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::MembershipRefused(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RevocationsFull => StatusCode::INSUFFICIENT_STORAGE,
@@ -112,6 +163,15 @@ impl ApiError {
             ApiError::RevocationsFull => "revocations_full",
             ApiError::NoSuchGroup(_) => "no_such_group",
             ApiError::MembershipRefused(_) => "membership_refused",
+            ApiError::BadJson(_) => "bad_json",
+            ApiError::TooLarge { .. } => "too_large",
+            ApiError::NoSuchCollection(_) => "no_such_collection",
+            ApiError::NoSuchKey => "no_such_key",
+            ApiError::PreconditionFailed(_) => "precondition_failed",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unavailable(_) => "no_quorum",
+            ApiError::OutcomeUnknown(_) => "outcome_unknown",
+            ApiError::NotGranted { .. } => "forbidden",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -146,6 +206,27 @@ impl ApiError {
                  the group's leader (see GET /v1/groups/{name}) once no other change is in \
                  progress; the node's log has the detail"
                 .to_owned(),
+            ApiError::BadJson(e) => format!("the body is not JSON: {e}"),
+            ApiError::TooLarge { what, limit } => format!("{what} is larger than {limit} bytes"),
+            ApiError::NoSuchCollection(_) => {
+                "this node serves no collection of that name (see GET /v1/collections)".to_owned()
+            }
+            ApiError::NoSuchKey => "no such key".to_owned(),
+            ApiError::PreconditionFailed(v) => match v {
+                Some(v) => format!("precondition failed: the entry's version is {v}"),
+                None => "precondition failed: the key is absent".to_owned(),
+            },
+            ApiError::BadRequest(e) => e.clone(),
+            ApiError::Unavailable(_) => {
+                "no quorum: the collection's group has no leader now; nothing was applied, retry"
+                    .to_owned()
+            }
+            ApiError::OutcomeUnknown(_) => "the leader was lost before answering: the write \
+                 may or may not have applied; read it back before retrying"
+                .to_owned(),
+            ApiError::NotGranted { need, .. } => {
+                format!("the ticket grants neither admin nor {need}")
+            }
             ApiError::Internal(_) => "internal error; see the node's log".to_owned(),
         }
     }
@@ -154,7 +235,7 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated { .. } => Some(CHALLENGE),
             ApiError::InvalidTicket(_) => Some(CHALLENGE_INVALID),
-            ApiError::Forbidden { .. } => Some(CHALLENGE_SCOPE),
+            ApiError::Forbidden { .. } | ApiError::NotGranted { .. } => Some(CHALLENGE_SCOPE),
             _ => None,
         }
     }
@@ -207,6 +288,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(challenge),
             );
+        }
+        if let ApiError::Unavailable(_) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response.extensions_mut().insert(Refusal {
             code: self.code(),

@@ -111,6 +111,19 @@ pub fn router(
     auth: AdminAuth,
     subsystems: impl IntoIterator<Item = Router>,
 ) -> Router {
+    router_with_scoped(backend, auth, subsystems, [])
+}
+
+/// [`router`] plus sub-routers that check their callers themselves (with
+/// [`AdminAuth::authenticate`] and their own per-resource grants, as the
+/// collections' key-value routes do): they are merged without the admin
+/// requirement.
+pub fn router_with_scoped(
+    backend: Arc<dyn AdminBackend>,
+    auth: AdminAuth,
+    subsystems: impl IntoIterator<Item = Router>,
+    scoped: impl IntoIterator<Item = Router>,
+) -> Router {
     let require_admin = middleware::from_fn_with_state(auth.clone(), auth::require_admin);
 
     let mut admin = Router::new()
@@ -148,8 +161,11 @@ pub fn router(
     // route_layer: authentication runs only for matched routes, so unknown
     // paths get 404 rather than 401, and before the body is read, so an
     // unauthenticated caller cannot make the node buffer an upload.
-    open.with_state(backend)
-        .merge(admin.route_layer(require_admin))
+    let mut open = open.with_state(backend);
+    for sub in scoped {
+        open = open.merge(sub);
+    }
+    open.merge(admin.route_layer(require_admin))
         .fallback(not_found)
         // After every route is added: it only applies to existing routes.
         .method_not_allowed_fallback(method_not_allowed)

@@ -418,6 +418,7 @@ async fn serve(config: NodeConfig, config_bytes: Vec<u8>, launch: Launch) -> any
         ..DiscoveryOptions::default()
     };
     spec.admin = config.admin.enabled.then_some(config.admin.listen);
+    spec.collections = config.collections.clone();
     let node = Node::start(spec).await.context("starting the node")?;
     if config.identity.mode == IdentityMode::Tdx {
         // The quote the node now shows its peers must carry the same register.

@@ -50,6 +50,13 @@ pub struct CollectionDecl {
     /// Its kind. Only `map` is served over the admin API (JSON string keys,
     /// JSON values).
     pub kind: CollectionKind,
+    /// How many writers vote (default 3; 1 for a single node).
+    #[serde(default = "default_voters")]
+    pub voters: usize,
+}
+
+fn default_voters() -> usize {
+    3
 }
 
 impl CollectionDecl {
@@ -67,6 +74,12 @@ impl CollectionDecl {
                 self.name
             ));
         }
+        if self.voters == 0 || self.voters > 9 {
+            return Err(format!(
+                "collection {:?}: voters must be 1 to 9, not {}",
+                self.name, self.voters
+            ));
+        }
         if self.kind != CollectionKind::Map {
             return Err(format!(
                 "collection {:?}: kind {} cannot be declared in the config yet (only map, served as a key-value store)",
@@ -82,22 +95,32 @@ impl CollectionDecl {
 /// under string keys.
 pub type KvMap = Map<String, String>;
 
-/// The declared collections this node runs, by name.
+/// The declared collections this node runs, by name: `None` while the
+/// map is not open yet (the node's ticket does not grant `write` on it yet).
 #[derive(Default)]
 pub struct Declared {
-    maps: RwLock<BTreeMap<String, KvMap>>,
+    maps: RwLock<BTreeMap<String, Option<KvMap>>>,
 }
 
 impl Declared {
-    pub(crate) fn insert(&self, name: &str, map: KvMap) {
+    pub(crate) fn declare(&self, name: &str) {
         self.maps
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), map);
+            .entry(name.to_string())
+            .or_insert(None);
     }
 
-    /// The declared map called `name`.
-    pub fn get(&self, name: &str) -> Option<KvMap> {
+    pub(crate) fn opened(&self, name: &str, map: KvMap) {
+        self.maps
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), Some(map));
+    }
+
+    /// The declared map called `name`: `None` if not declared, `Some(None)`
+    /// while it is not open yet.
+    pub fn get(&self, name: &str) -> Option<Option<KvMap>> {
         self.maps
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -105,13 +128,13 @@ impl Declared {
             .cloned()
     }
 
-    /// Every declared map, by name.
+    /// Every declared map that is open, by name.
     pub fn all(&self) -> Vec<(String, KvMap)> {
         self.maps
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
             .collect()
     }
 }

@@ -340,6 +340,26 @@ where
         })
     }
 
+    /// Remove `key` if the entry is as `expect`ed. Returns the version and
+    /// `Ok(whether it was present)`, or `Err(current version)` when the
+    /// condition failed.
+    pub async fn remove_if(
+        &self,
+        key: &K,
+        expect: Expect,
+    ) -> Result<(u64, Result<bool, Option<u64>>), CollectionError> {
+        let (version, out) = self.put(key, None, expect).await?;
+        let present = out.previous.as_ref().map(|(v, _)| *v);
+        Ok((
+            version,
+            if out.done {
+                Ok(present.is_some())
+            } else {
+                Err(present)
+            },
+        ))
+    }
+
     /// Set `key` to `new` (remove it with `None`) if its value is `current`
     /// (`None`: absent). `Ok(version)` when swapped, `Err(actual value)`
     /// otherwise.

@@ -12,6 +12,7 @@
 //! iteration follows the encoded keys' byte order, the same on every
 //! replica (and so deterministic snapshots).
 
+pub mod admin;
 mod cell;
 pub mod codec;
 pub mod config;
@@ -27,7 +28,7 @@ pub use cell::{Cell, Once};
 pub use config::{CollectionDecl, CollectionKind};
 pub use error::CollectionError;
 pub use list::List;
-pub use map::{Map, MapEntry};
+pub use map::{Expect, Map, MapEntry};
 pub use queue::PriorityQueue;
 pub use replica::Collections;
 pub use set::Set;

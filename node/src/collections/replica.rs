@@ -28,6 +28,51 @@ impl Collections {
         })
     }
 
+    /// Serve the declared collections: each map opens as a writer, retrying
+    /// (every few seconds, logged) while the node's ticket does not grant
+    /// `write` on it, until `stop` fires.
+    pub fn serve_declared(
+        self: &Arc<Self>,
+        decls: &[super::config::CollectionDecl],
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        for d in decls {
+            self.kv.declare(&d.name);
+            let (me, name, voters) = (self.clone(), d.name.clone(), d.voters);
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut wait = std::time::Duration::from_millis(500);
+                loop {
+                    let mut config = Collections::group_config(&name, CollectionRole::Writer);
+                    config.voters = voters;
+                    let opened =
+                        super::config::KvMap::open(&me, &name, CollectionRole::Writer, config)
+                            .await;
+                    match opened {
+                        Ok(map) => {
+                            tracing::info!(collection = %name, "serving declared collection");
+                            me.kv.opened(&name, map);
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(collection = %name, error = %e, retry_in = ?wait, "declared collection not open yet");
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => return,
+                    }
+                    wait = (wait * 2).min(std::time::Duration::from_secs(10));
+                }
+            });
+        }
+    }
+
+    /// The declared key-value maps.
+    pub fn declared(&self) -> &super::config::Declared {
+        &self.kv
+    }
+
     /// The name of the group that replicates collection `name`.
     pub fn group_name(name: &str) -> String {
         format!("collection/{name}")
