@@ -234,7 +234,7 @@ impl TableMachine for QueueMachine {
 pub struct PriorityQueue<P, K, V> {
     pub(crate) replica: Replica<QueueMachine>,
     capacity: Option<u64>,
-    _t: PhantomData<fn() -> (P, K, V)>,
+    _t: Types<P, K, V>,
 }
 
 impl<P, K, V> Clone for PriorityQueue<P, K, V> {
@@ -246,6 +246,9 @@ impl<P, K, V> Clone for PriorityQueue<P, K, V> {
         }
     }
 }
+
+/// The queue's type parameters, held as a marker.
+type Types<P, K, V> = PhantomData<fn() -> (P, K, V)>;
 
 /// One decoded queue entry.
 pub type QueueEntry<P, K, V> = (K, P, V);

@@ -106,6 +106,9 @@ fn state_name(g: &GroupId) -> String {
 
 type Row = (Vec<u8>, Vec<u8>);
 
+/// One of a machine's tables, open in a write transaction.
+type DataTable<'a> = redb::Table<'a, &'static [u8], &'static [u8]>;
+
 /// Reads shared by [`Tables`] and [`ReadTables`]. Table `t` must be below
 /// [`TABLES`]; keys order bytewise.
 pub trait TableRead {
@@ -246,10 +249,7 @@ impl<'a> Tables<'a> {
         Ok(row.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
     }
 
-    fn read(
-        &self,
-        t: u8,
-    ) -> Result<Option<&redb::Table<'a, &'static [u8], &'static [u8]>>, TableError> {
+    fn read(&self, t: u8) -> Result<Option<&DataTable<'a>>, TableError> {
         check(t)?;
         Ok(self.open[t as usize].as_ref())
     }
