@@ -70,6 +70,18 @@ async fn http(
     token: Option<&str>,
     body: &[u8],
 ) -> Response {
+    http_with(addr, method, path, token, &[], body).await
+}
+
+/// [`http`] with extra headers.
+async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -79,6 +91,9 @@ async fn http(
     }
     if !body.is_empty() {
         request.push_str("Content-Type: application/json\r\n");
+    }
+    for (name, value) in extra {
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
     let mut bytes = request.into_bytes();
@@ -439,9 +454,17 @@ async fn admin_api_for_raft_groups() {
     let list = http(cluster.nodes[1].admin_addr, "GET", "/v1/groups", t, b"").await;
     assert_eq!(list.status, 200, "{}", list.text());
     let groups = list.json();
-    assert_eq!(groups["groups"][0]["name"], "dev");
-    assert_eq!(groups["groups"][0]["target_voters"], 3);
-    assert!(groups["groups"][0]["committed"].is_u64());
+    // Beside the dev group, the dev map `kv` runs on its own group.
+    let names: Vec<&str> = groups["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter_map(|g| g["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["collection/kv", "dev"]);
+    let dev = &groups["groups"][1];
+    assert_eq!(dev["target_voters"], 3);
+    assert!(dev["committed"].is_u64());
 
     // Errors.
     let none = http(
@@ -532,5 +555,153 @@ async fn admin_api_for_raft_groups() {
             .all(|p| p["lag"].is_u64() && p["matched"].is_u64()),
         "{v}"
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_routes_of_the_dev_map() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cluster = DevCluster::start(DevOptions {
+        nodes: 3,
+        network: NETWORK.into(),
+        data_dir: dir.path().join("dev"),
+        gossip_interval: common::GOSSIP,
+        seed: SEED.into(),
+        ..DevOptions::default()
+    })
+    .await
+    .expect("dev cluster starts");
+    let token = cluster.admin_token.clone();
+    let t = Some(token.as_str());
+    let a = |i: usize| cluster.nodes[i].admin_addr;
+    let item = "/v1/collections/kv/items/greeting";
+    // The kv map forms; until then writes answer 503 (no quorum).
+    let mut first = None;
+    for _ in 0..1000 {
+        let r = http(a(1), "PUT", item, t, br#"{"hello":"world"}"#).await;
+        if r.status == 200 {
+            first = r.json()["version"].as_u64();
+            break;
+        }
+        assert_eq!((r.status, r.error_code()), (503, "no_quorum".into()));
+        assert_eq!(r.headers.get("retry-after").map(String::as_str), Some("1"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let v = first.expect("the kv map takes a write");
+    // Any node reads it (linearizable by default), with its version as ETag.
+    let r = http(a(2), "GET", item, t, b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["value"]["hello"], "world");
+    assert_eq!(r.headers.get("etag"), Some(&format!("\"{v}\"")));
+    let list = http(a(0), "GET", "/v1/collections", t, b"").await;
+    assert_eq!(list.json()["collections"][0]["name"], "kv");
+    // Conditional writes.
+    let stale = format!("\"{}\"", v + 1000);
+    let r = http_with(a(0), "PUT", item, t, &[("If-Match", &stale)], b"1").await;
+    assert_eq!(
+        (r.status, r.error_code()),
+        (412, "precondition_failed".into())
+    );
+    let r = http_with(a(0), "PUT", item, t, &[("If-None-Match", "*")], b"1").await;
+    assert_eq!(r.status, 412);
+    let current = format!("\"{v}\"");
+    let r = http_with(a(0), "PUT", item, t, &[("If-Match", &current)], b"2").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Errors.
+    let long = format!("/v1/collections/kv/items/{}", "k".repeat(2000));
+    for (method, path, body, token, want) in [
+        ("PUT", item, &b"{nope"[..], t, (400, "bad_json")),
+        ("PUT", long.as_str(), &b"1"[..], t, (413, "too_large")),
+        (
+            "GET",
+            "/v1/collections/kv/items/absent",
+            &b""[..],
+            t,
+            (404, "no_such_key"),
+        ),
+        (
+            "DELETE",
+            "/v1/collections/kv/items/absent",
+            &b""[..],
+            t,
+            (404, "no_such_key"),
+        ),
+        (
+            "GET",
+            "/v1/collections/nope/items/x",
+            &b""[..],
+            t,
+            (404, "no_such_collection"),
+        ),
+        (
+            "GET",
+            "/v1/collections/kv?consistency=maybe",
+            &b""[..],
+            t,
+            (400, "bad_request"),
+        ),
+        ("GET", item, &b""[..], None, (401, "unauthenticated")),
+    ] {
+        let r = http(a(1), method, path, token, body).await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (want.0, want.1.to_string()),
+            "{method} {path}"
+        );
+    }
+    // A node's ticket grants `write` on kv (not admin): it may write.
+    let node_token = node_ticket(&cluster).await;
+    let r = http(
+        a(2),
+        "PUT",
+        "/v1/collections/kv/items/by-node",
+        Some(&node_token),
+        b"true",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = http(a(2), "GET", "/v1/status", Some(&node_token), b"").await;
+    assert_eq!(r.status, 403, "the node ticket is not an admin ticket");
+    // Compare-and-swap increments from all three nodes at once: every
+    // success is counted exactly once in the final value.
+    let counter = "/v1/collections/kv/items/counter";
+    assert_eq!(http(a(0), "PUT", counter, t, b"0").await.status, 200);
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let (addr, token) = (a(i), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut won, mut lost) = (0u64, 0u64);
+            for _ in 0..8 {
+                let r = http(addr, "GET", counter, Some(&token), b"").await;
+                let n = r.json()["value"].as_u64().expect("a number");
+                let tag = r.headers.get("etag").cloned().expect("etag");
+                let body = (n + 1).to_string();
+                let w = http_with(
+                    addr,
+                    "PUT",
+                    counter,
+                    Some(&token),
+                    &[("If-Match", &tag)],
+                    body.as_bytes(),
+                )
+                .await;
+                match w.status {
+                    200 => won += 1,
+                    412 => lost += 1,
+                    other => panic!("CAS answered {other}: {}", w.text()),
+                }
+            }
+            (won, lost)
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        won += bounded("CAS writers", task).await.expect("task").0;
+    }
+    let r = http(a(1), "GET", counter, t, b"").await;
+    assert_eq!(r.json()["value"].as_u64(), Some(won));
+    assert!(won >= 1);
+    let r = http(a(1), "DELETE", counter, t, b"").await;
+    assert_eq!(r.status, 200);
     cluster.shutdown().await;
 }
