@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode};
+use super::codec::{dec, enc};
 use super::error::CollectionError;
 use super::replica::{collection_common, Collections, Replica};
 use crate::discovery::CollectionRole;
@@ -82,14 +82,6 @@ impl TableMachine for CellMachine {
             })
             .transpose()
     }
-}
-
-fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, CollectionError> {
-    encode(v).map_err(|e| CollectionError::Encoding(e.0))
-}
-
-fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, CollectionError> {
-    decode(b).map_err(|e| CollectionError::Encoding(e.0))
 }
 
 macro_rules! cell_common {

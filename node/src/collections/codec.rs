@@ -7,6 +7,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::error::CollectionError;
 use crate::groups::TableError;
 
 /// Encode a key, value or command part.
@@ -17,6 +18,16 @@ pub fn encode<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, TableError> {
 /// Decode what [`encode`] made.
 pub fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, TableError> {
     postcard::from_bytes(b).map_err(|e| TableError(format!("decode: {e}")))
+}
+
+/// [`encode`] for collection handles: failures are [`CollectionError::Encoding`].
+pub(crate) fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, CollectionError> {
+    encode(v).map_err(|e| CollectionError::Encoding(e.0))
+}
+
+/// [`decode`] for collection handles.
+pub(crate) fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, CollectionError> {
+    decode(b).map_err(|e| CollectionError::Encoding(e.0))
 }
 
 /// A value whose encoding sorts as the value does (priorities).

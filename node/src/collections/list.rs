@@ -8,7 +8,7 @@ use std::ops::Bound;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode, Ordered};
+use super::codec::{dec, enc, Ordered};
 use super::error::CollectionError;
 use super::map::MAX_PAGE;
 use super::replica::{collection_common, Collections, Replica};
@@ -191,14 +191,6 @@ impl<T> Clone for List<T> {
             _t: PhantomData,
         }
     }
-}
-
-fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, CollectionError> {
-    encode(v).map_err(|e| CollectionError::Encoding(e.0))
-}
-
-fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, CollectionError> {
-    decode(b).map_err(|e| CollectionError::Encoding(e.0))
 }
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> List<T> {

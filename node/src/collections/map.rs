@@ -7,7 +7,7 @@ use std::ops::Bound;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode};
+use super::codec::{dec, enc};
 use super::error::CollectionError;
 use super::replica::{collection_common, Collections, Replica};
 use crate::discovery::CollectionRole;
@@ -244,14 +244,6 @@ impl<K, V> Clone for Map<K, V> {
             _kv: PhantomData,
         }
     }
-}
-
-fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, CollectionError> {
-    encode(v).map_err(|e| CollectionError::Encoding(e.0))
-}
-
-fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, CollectionError> {
-    decode(b).map_err(|e| CollectionError::Encoding(e.0))
 }
 
 fn entry<V: DeserializeOwned>(

@@ -8,7 +8,7 @@ use std::ops::Bound;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode, Ordered};
+use super::codec::{dec, enc, Ordered};
 use super::error::CollectionError;
 use super::map::MAX_PAGE;
 use super::replica::{collection_common, Collections, Replica};
@@ -252,14 +252,6 @@ type Types<P, K, V> = PhantomData<fn() -> (P, K, V)>;
 
 /// One decoded queue entry.
 pub type QueueEntry<P, K, V> = (K, P, V);
-
-fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, CollectionError> {
-    encode(v).map_err(|e| CollectionError::Encoding(e.0))
-}
-
-fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, CollectionError> {
-    decode(b).map_err(|e| CollectionError::Encoding(e.0))
-}
 
 impl<P, K, V> PriorityQueue<P, K, V>
 where

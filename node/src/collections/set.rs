@@ -6,7 +6,7 @@ use std::ops::Bound;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::codec::{decode, encode};
+use super::codec::{dec, enc};
 use super::error::CollectionError;
 use super::map::MAX_PAGE;
 use super::replica::{collection_common, Collections, Replica};
@@ -114,10 +114,6 @@ impl<T> Clone for Set<T> {
     }
 }
 
-fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, CollectionError> {
-    encode(v).map_err(|e| CollectionError::Encoding(e.0))
-}
-
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Set<T> {
     collection_common!();
 
@@ -222,10 +218,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Set<T> {
     ) -> Result<Vec<T>, CollectionError> {
         let q = SetQuery::Page(after.map(enc).transpose()?, limit.min(MAX_PAGE) as u32);
         match self.replica.read(&q, consistency).await? {
-            SetAnswer::Items(items) => items
-                .iter()
-                .map(|b| decode(b).map_err(|e| CollectionError::Encoding(e.0)))
-                .collect(),
+            SetAnswer::Items(items) => items.iter().map(|b| dec(b)).collect(),
             SetAnswer::Count(_) => Err(CollectionError::Encoding("unexpected answer".into())),
         }
     }

@@ -293,20 +293,6 @@ impl<M: StateMachine> openraft::storage::RaftStateMachine<GroupTypes> for Machin
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let meta = self
-            .db
-            .meta(&self.group, key::SNAPSHOT_META)
-            .map_err(sm_read)?;
-        let data = self
-            .db
-            .meta(&self.group, key::SNAPSHOT_DATA)
-            .map_err(sm_read)?;
-        match (meta, data) {
-            (Some(meta), Some(data)) => Ok(Some(Snapshot {
-                meta: decode(&meta).map_err(sm_read)?,
-                snapshot: Box::new(Cursor::new(data)),
-            })),
-            _ => Ok(None),
-        }
+        self.db.stored_snapshot(&self.group).map_err(sm_read)
     }
 }

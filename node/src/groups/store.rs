@@ -242,6 +242,22 @@ impl GroupDb {
         Ok(v.map(|g| g.value().to_vec()))
     }
 
+    /// The snapshot kept for `group` (meta and data), if any.
+    pub(crate) fn stored_snapshot(
+        &self,
+        group: &GroupId,
+    ) -> Result<Option<super::types::Snapshot>, String> {
+        let meta = self.meta(group, key::SNAPSHOT_META)?;
+        let data = self.meta(group, key::SNAPSHOT_DATA)?;
+        Ok(match (meta, data) {
+            (Some(meta), Some(data)) => Some(super::types::Snapshot {
+                meta: decode(&meta)?,
+                snapshot: Box::new(std::io::Cursor::new(data)),
+            }),
+            _ => None,
+        })
+    }
+
     /// A read transaction: a consistent view of every table.
     pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, String> {
         self.handle()?.begin_read().map_err(|e| e.to_string())

@@ -702,20 +702,6 @@ impl<T: TableMachine> openraft::storage::RaftStateMachine<GroupTypes> for TableS
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let meta = self
-            .db
-            .meta(&self.group, key::SNAPSHOT_META)
-            .map_err(snap_read)?;
-        let data = self
-            .db
-            .meta(&self.group, key::SNAPSHOT_DATA)
-            .map_err(snap_read)?;
-        match (meta, data) {
-            (Some(meta), Some(data)) => Ok(Some(Snapshot {
-                meta: decode(&meta).map_err(snap_read)?,
-                snapshot: Box::new(Cursor::new(data)),
-            })),
-            _ => Ok(None),
-        }
+        self.db.stored_snapshot(&self.group).map_err(snap_read)
     }
 }
