@@ -125,8 +125,10 @@ pub fn env_name(key: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
-    /// Where the node keeps its state (Raft logs, collections, collateral
-    /// cache). Default `/var/lib/tessella`.
+    /// Where the node keeps its key and state (Raft logs, collections,
+    /// collateral cache). Default `/run/tessella/data`: in `tdx` mode the
+    /// data dir must be memory-backed (the host reads every disk), and `/run`
+    /// is a tmpfs in the appliance image and on systemd hosts.
     pub data_dir: PathBuf,
     /// `[[collections]]`: collections this node serves as a writer from
     /// start; declared maps are key-value stores in the admin API.
@@ -153,7 +155,7 @@ pub struct NodeConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
-            data_dir: PathBuf::from("/var/lib/tessella"),
+            data_dir: PathBuf::from("/run/tessella/data"),
             collections: Vec::new(),
             network: NetworkConfig::default(),
             identity: IdentityConfig::default(),
@@ -1366,8 +1368,10 @@ const EXAMPLE_TOML: &str = r#"# tessella node configuration.
 # an empty value unsets an optional path. Unknown keys and unknown TESSELLA_*
 # variables are errors.
 
-# Where the node keeps its state: Raft logs, collections, collateral cache.
-data_dir = "/var/lib/tessella"
+# Where the node keeps its key and state: Raft logs, collections, collateral
+# cache. In tdx mode it must be memory-backed (tmpfs or ramfs): the host can
+# read every disk. A TD reboot is therefore a new node identity.
+data_dir = "/run/tessella/data"
 
 # Collections this node serves as a writer from start, as [[collections]]
 # tables, e.g. [[collections]] name = "kv", kind = "map" (the env form is
@@ -1401,7 +1405,7 @@ cert_lifetime_secs = 86400
 # [guest.files] below and name it "/run/tessella/policy.json".
 # file = "/etc/tessella/policy.json"
 # Directory of Intel collateral files. Default: <data_dir>/collateral.
-# collateral_dir = "/var/lib/tessella/collateral"
+# collateral_dir = "/run/tessella/data/collateral"
 
 [tickets]
 # This node's JWT ticket. Without one, peers refuse to admit this node.
@@ -1857,7 +1861,7 @@ mod tests {
         assert_eq!(c.identity.mode, IdentityMode::Dev);
         assert_eq!(
             c.collateral_dir(),
-            PathBuf::from("/var/lib/tessella/collateral")
+            PathBuf::from("/run/tessella/data/collateral")
         );
 
         std::fs::write(&path, "[limits]\nmax_peers = \"many\"\n").expect("write");

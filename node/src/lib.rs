@@ -13,6 +13,7 @@
 //! - [`network`]: the transport: endpoint, admission, the peer table,
 //!   protocol handlers, peer handles and bounded outboxes.
 //! - [`node`]: the one assembly of a node (transport, discovery, admin API).
+//! - [`launch`]: a node from its config (`run` and PID 1).
 //! - [`keyfile`]: the node key under the data dir (a stable node id).
 //! - [`admin`]: the axum admin API.
 //! - [`configid`]: the deployment config bound to the TD's MRCONFIGID.
@@ -28,6 +29,7 @@ pub mod discovery;
 pub mod groups;
 pub mod id;
 pub mod keyfile;
+pub mod launch;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -1,6 +1,6 @@
 //! `tessella-node run` is production: off a TD it cannot get a quote and
 //! refuses to start with a clear message; config errors name the key; and a
-//! TDX identity never trusts a dev root.
+//! TDX identity never trusts a dev root nor keeps its key on a disk.
 
 mod common;
 
@@ -69,4 +69,37 @@ async fn tdx_identity_refuses_a_dev_root() {
         .err()
         .expect("refused");
     assert!(matches!(err, NetworkError::DevRootInProduction(_)), "{err}");
+}
+
+#[tokio::test]
+async fn tdx_identity_refuses_a_data_dir_on_disk() {
+    // Under target/ (a disk), not /tmp, which may be a tmpfs.
+    let disk = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tmp");
+    let pki = Arc::new(DevPki::generate(b"prod").expect("pki"));
+    let issuer = Arc::new(TicketIssuer::generate_es256("ops").expect("issuer"));
+    let provider = DevQuoteProvider::new(pki.clone(), DevTd::named("node"));
+    let err = Network::builder("prod")
+        .identity(Identity::Tdx(Arc::new(provider)))
+        .policy(tessella_attestation::Policy::new(dev_policy()))
+        .ticket(TicketSource::Issuer(issuer.clone(), 3600))
+        .trusted_issuers(vec![issuer.public_key()])
+        .data_dir(disk.path().join("data"))
+        .build()
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(
+            err,
+            NetworkError::Key(tessella_node::keyfile::KeyFileError::NotInMemory { .. })
+        ),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("memory-backed") && message.contains("/run"),
+        "{message}"
+    );
+    // Refused before any key was written.
+    assert!(!disk.path().join("data").join("node.key").exists());
 }

@@ -5,21 +5,13 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tessella_attestation::clock::{Clock, SystemClock};
-use tessella_attestation::dev::{DevPki, DevTd};
-use tessella_attestation::provider::ConfigfsTsm;
-use tessella_attestation::{CollateralStore, Policy, QuoteProvider, TicketIssuer, TrustedIssuer};
-use tessella_node::config::{IdentityMode, NodeConfig};
-use tessella_node::configid;
-use tessella_node::devnet::{dev_policy, DevCluster, DevOptions, DEV_TD_NAME};
-use tessella_node::discovery::DiscoveryOptions;
-use tessella_node::network::Limits;
+use tessella_node::config::NodeConfig;
+use tessella_node::devnet::{DevCluster, DevOptions};
+use tessella_node::launch::{self, Launch};
 use tessella_node::pid1::{self, linux, LinuxSystem, System};
-use tessella_node::{Identity, Node, NodeSpec, TicketSource};
 
 #[derive(Parser)]
 #[command(name = "tessella-node", version, about = "A tessella node")]
@@ -233,27 +225,6 @@ fn init_main() -> ! {
     }
 }
 
-/// Who starts the node: `run` (production only) or PID 1 (`init`, where a
-/// dev-mode config is allowed for dev images).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Launch {
-    Run,
-    Init,
-}
-
-impl Launch {
-    /// A progress line: the console for PID 1, the log for `run`.
-    fn say(self, line: &str) {
-        match self {
-            // PID 1 must not die of a failed console write (eprintln! panics).
-            Launch::Init => {
-                let _ = writeln!(std::io::stderr(), "{}{line}", pid1::CONSOLE_PREFIX);
-            }
-            Launch::Run => tracing::info!("{line}"),
-        }
-    }
-}
-
 async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // The exact bytes parsed are the ones bound to MRCONFIGID.
     let (bytes, origin) = match &config_path {
@@ -268,167 +239,10 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     serve(config, bytes, Launch::Run).await
 }
 
-/// The operator id of the dev boot's admin ticket (as `tessella-node dev`'s).
-fn dev_operator_id() -> String {
-    hex::encode(blake3::derive_key("tessella dev operator v1", b"admin"))
-}
-
 /// Start the node from a loaded config whose exact bytes are `config_bytes`,
 /// and serve until stopped.
 async fn serve(config: NodeConfig, config_bytes: Vec<u8>, launch: Launch) -> anyhow::Result<()> {
-    for w in config.warnings() {
-        tracing::warn!(key = w.key, "{}", w.message);
-    }
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let config_bytes = Arc::new(config_bytes);
-    let mut dev_issuer = None;
-    let identity = match (config.identity.mode, launch) {
-        (IdentityMode::Tdx, _) => {
-            let provider = Arc::new(ConfigfsTsm::new());
-            // Refuse before the node shows its quote to anyone.
-            let binding = {
-                let provider: Arc<dyn QuoteProvider> = provider.clone();
-                let bytes = config_bytes.clone();
-                tokio::task::spawn_blocking(move || {
-                    configid::check_provider(&bytes, provider.as_ref())
-                })
-                .await
-                .context("the MRCONFIGID check stopped")??
-            };
-            launch.say(&format!("config bound to MRCONFIGID {binding}"));
-            Identity::Tdx(provider)
-        }
-        (IdentityMode::Dev, Launch::Run) => {
-            bail!(
-                "identity.mode = \"dev\" is for `tessella-node dev`; `run` is production and needs a TD"
-            )
-        }
-        (IdentityMode::Dev, Launch::Init) => {
-            launch.say("dev boot: config not bound to MRCONFIGID");
-            let seed = DevOptions::default().seed;
-            let pki = DevPki::generate(seed.as_bytes()).context("dev PKI")?;
-            Identity::Dev {
-                pki: Arc::new(pki),
-                td: Box::new(DevTd::named(DEV_TD_NAME)),
-            }
-        }
-    };
-    let policy = match (&config.policy.file, config.identity.mode) {
-        (Some(policy_file), _) => {
-            let (policy, notes) = Policy::from_file(policy_file)
-                .with_context(|| format!("policy.file {}", policy_file.display()))?;
-            for note in notes {
-                tracing::warn!("policy: {note}");
-            }
-            policy
-        }
-        (None, IdentityMode::Dev) => Policy::new(dev_policy()),
-        (None, IdentityMode::Tdx) => bail!("policy.file is required"),
-    };
-    let store = Arc::new(CollateralStore::new());
-    let dir = config.collateral_dir();
-    match store.load_dir(&dir) {
-        Ok(outcomes) => {
-            for o in outcomes {
-                if let Err(e) = o.result {
-                    tracing::warn!(path = %o.path.display(), error = %e, "collateral skipped");
-                }
-            }
-        }
-        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "no collateral directory"),
-    }
-    let issuers: Vec<TrustedIssuer> = match &config.tickets.trusted_issuers_file {
-        Some(issuers_file) => {
-            serde_json::from_slice(&std::fs::read(issuers_file).with_context(|| {
-                format!("tickets.trusted_issuers_file {}", issuers_file.display())
-            })?)
-            .with_context(|| {
-                format!(
-                    "tickets.trusted_issuers_file {}: not a JSON list of issuers",
-                    issuers_file.display()
-                )
-            })?
-        }
-        None if config.identity.mode == IdentityMode::Dev => {
-            // A dev boot without issuers: one made now, its admin ticket on
-            // the console (dev mode proves nothing; the token only guards
-            // this dev node's admin API).
-            let issuer = Arc::new(TicketIssuer::generate_es256("tessella-dev-guest")?);
-            let claims = issuer
-                .claims(
-                    dev_operator_id(),
-                    config.network.name.clone(),
-                    clock.now_unix(),
-                    7 * 24 * 3600,
-                )
-                .with_admin(true);
-            launch.say(&format!("dev admin token {}", issuer.issue(&claims)?));
-            let public = issuer.public_key();
-            dev_issuer = Some(issuer);
-            vec![public]
-        }
-        None => bail!("tickets.trusted_issuers_file is required"),
-    };
-    // The node's key (and so its id) is kept under data_dir, so a ticket
-    // file issued for it keeps working across restarts of the same data dir
-    // (in tdx mode the data dir is memory-backed: a TD reboot is a new id,
-    // and the usual path is POST /v1/ticket once the node runs).
-    let ticket = match (&config.tickets.ticket_file, dev_issuer) {
-        (Some(file), _) => TicketSource::Static(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("tickets.ticket_file {}", file.display()))?
-                .trim()
-                .to_string(),
-        ),
-        (None, Some(issuer)) => TicketSource::Issuer(issuer, 24 * 3600),
-        (None, None) => TicketSource::Pending,
-    };
-    let mut spec = NodeSpec::new(
-        config.network.name.clone(),
-        identity,
-        policy,
-        ticket,
-        issuers,
-    );
-    spec.collateral = store;
-    spec.ticket_leeway = config.tickets.leeway_secs;
-    spec.listen = config.network.listen;
-    spec.bootstrap = config.network.bootstrap.clone();
-    spec.data_dir = Some(config.data_dir.clone());
-    spec.clock = clock.clone();
-    spec.limits = Limits {
-        max_frame: config.limits.max_frame_bytes as usize,
-        max_peers: config.limits.max_peers,
-        max_catalog: config.limits.max_catalog,
-        event_queue: config.limits.queue_depth,
-        ..Limits::default()
-    };
-    spec.cert_lifetime = config.identity.cert_lifetime_secs;
-    spec.discovery = DiscoveryOptions {
-        tags: config
-            .network
-            .tags
-            .iter()
-            .map(|t| tessella_node::id::Tag::from_name(t))
-            .collect(),
-        interval: config.discovery.gossip_interval(),
-        peer_ttl: config.discovery.peer_ttl(),
-        max_catalog: config.limits.max_catalog,
-        event_queue: config.limits.queue_depth,
-        ..DiscoveryOptions::default()
-    };
-    spec.admin = config.admin.enabled.then_some(config.admin.listen);
-    spec.collections = config.collections.clone();
-    let node = Node::start(spec).await.context("starting the node")?;
-    if config.identity.mode == IdentityMode::Tdx {
-        // The quote the node now shows its peers must carry the same register.
-        if let Err(e) =
-            configid::check_measurements(&config_bytes, node.network().own_measurements())
-        {
-            node.shutdown().await;
-            return Err(e.into());
-        }
-    }
+    let node = launch::start(&config, config_bytes, launch).await?;
     match launch {
         Launch::Run => println!(
             "node {} listening on {} (network {:?})",
@@ -436,22 +250,9 @@ async fn serve(config: NodeConfig, config_bytes: Vec<u8>, launch: Launch) -> any
             node.local_addr(),
             config.network.name
         ),
-        Launch::Init => launch.say(&format!(
-            "node {} listening on {} (network {:?}, identity {})",
-            node.node_id(),
-            node.local_addr(),
-            config.network.name,
-            config.identity.mode
-        )),
-    }
-    if let Some(addr) = node.admin_addr() {
-        tracing::info!(%addr, "admin API listening");
-        if launch == Launch::Init {
-            launch.say(&format!("admin API on {addr}"));
+        Launch::Init => {
+            let _ = writeln!(std::io::stderr(), "{}", pid1::READY_LINE);
         }
-    }
-    if launch == Launch::Init {
-        let _ = writeln!(std::io::stderr(), "{}", pid1::READY_LINE);
     }
     stop_signal().await?;
     node.shutdown().await;
