@@ -480,7 +480,7 @@ async fn an_expired_ticket_closes_the_session_it_admitted() {
 
     // Within the leeway (30 s) the session stays.
     clock.advance(ttl + 10);
-    tokio::time::sleep(common::GOSSIP * 3).await;
+    tokio::time::sleep(common::scaled(common::GOSSIP * 3)).await;
     assert!(
         conn.close_reason().is_none(),
         "still open within the leeway"

@@ -81,7 +81,7 @@ async fn a_subsystem_plugs_in_and_a_cut_link_stops_traffic_both_ways_until_heale
     fixture.faults.cut_both(a.local_addr(), b.local_addr());
     // Datagrams sent before the cut may still be in the kernel's buffers
     // (or in a frame that was being retransmitted): count from after them.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(scaled(Duration::from_millis(200))).await;
     let (at_a, at_b) = (
         ca.frames.load(Ordering::SeqCst),
         cb.frames.load(Ordering::SeqCst),
@@ -174,22 +174,11 @@ async fn a_peer_that_withholds_stream_credit_cannot_pile_up_tasks_or_memory() {
             .num_alive_tasks()
     };
     let (tasks_before, rss_before) = (tasks(), rss_kib());
+    let mut peak_rss = rss_before;
 
     let hostile = fixture.raw_peer().withhold_stream_credit();
-    let (conn, _) = hostile.admitted(&fixture, victim.local_addr()).await;
-    wait_until(
-        || connected_ids(victim).contains(&hostile.node_id()),
-        "the hostile peer is admitted",
-    )
-    .await;
-    // 200,000 empty summaries: each asks for every catalog entry back, which
-    // the node can never deliver (no stream credit).
-    let mut send = bounded("opening a discovery stream", conn.open_uni())
-        .await
-        .expect("open");
-    wire::write_header(&mut send, StreamHeader::new(StreamFamily::Discovery))
-        .await
-        .expect("header");
+    // Empty summaries: each asks for every catalog entry back, which the
+    // node can never deliver (no stream credit).
     let digest = DiscoveryMsg::V1(DiscoveryV1::Summary {
         buckets: vec![0; 256],
     });
@@ -200,25 +189,57 @@ async fn a_peer_that_withholds_stream_credit_cannot_pile_up_tasks_or_memory() {
         .cycle()
         .take(frame.len() * 1000)
         .collect();
+    let received = || victim.discovery().stats().messages_in;
+    let received_before = received();
+    const FLOOD: u64 = 200_000;
     let mut peak_tasks = 0;
-    let mut sent = 0;
-    for _ in 0..200 {
-        // Discovery lets go of a connection outside its views after a few
-        // seconds (the peer never joined): that ends the flood early.
-        if bounded("sending summaries", send.write_all(&batch))
+    let (mut batches, mut connections) = (0u64, 0u64);
+    let mut held = Vec::new();
+    // Discovery lets go of a connection outside its views after a few
+    // seconds (the peer never joined): the hostile peer comes back at once
+    // and goes on, until the victim has taken in 200,000 summaries.
+    'flood: while received() - received_before < FLOOD {
+        assert!(
+            connections < 100,
+            "100 connections carried only {} summaries",
+            received() - received_before
+        );
+        let (conn, _) = hostile.admitted(&fixture, victim.local_addr()).await;
+        connections += 1;
+        wait_until(
+            || connected_ids(victim).contains(&hostile.node_id()),
+            "the hostile peer is admitted",
+        )
+        .await;
+        let Ok(Ok(mut send)) =
+            tokio::time::timeout(scaled(Duration::from_secs(5)), conn.open_uni()).await
+        else {
+            continue;
+        };
+        if wire::write_header(&mut send, StreamHeader::new(StreamFamily::Discovery))
             .await
             .is_err()
         {
-            break;
+            continue;
         }
-        sent += 1;
-        peak_tasks = peak_tasks.max(tasks());
+        while received() - received_before < FLOOD {
+            match tokio::time::timeout(scaled(Duration::from_secs(5)), send.write_all(&batch)).await
+            {
+                Ok(Ok(())) => batches += 1,
+                Ok(Err(_)) => continue 'flood,
+                Err(_) => panic!("a batch of summaries stalled for 5 s"),
+            }
+            peak_tasks = peak_tasks.max(tasks());
+            peak_rss = peak_rss.max(rss_kib());
+        }
+        let _ = send.finish();
+        held.push(conn);
     }
+    let summaries = received() - received_before;
     assert!(
-        sent >= 10,
-        "only {sent} batches of 1,000 summaries went out"
+        summaries >= FLOOD,
+        "the victim took in {summaries} summaries"
     );
-    let _ = send.finish();
     // The node works through them; meanwhile the other nodes keep going.
     let newcomer = fixture.node(vec![nodes[1].local_addr()]).await;
     let mut all: Vec<&Node> = nodes.iter().collect();
@@ -236,10 +257,11 @@ async fn a_peer_that_withholds_stream_credit_cannot_pile_up_tasks_or_memory() {
     )
     .await;
     peak_tasks = peak_tasks.max(tasks());
-    let rss_growth = rss_kib().saturating_sub(rss_before);
+    let rss_growth = peak_rss.max(rss_kib()).saturating_sub(rss_before);
     println!(
-        "{sent} batches; tasks before {tasks_before}, peak {peak_tasks}; RSS growth {rss_growth} KiB; \
-         victim writer queues {}",
+        "{summaries} summaries taken in ({batches} batches of 1,000 written over {connections} \
+         connections); tasks before {tasks_before}, peak {peak_tasks}; peak RSS growth \
+         {rss_growth} KiB; victim writer queues {}",
         victim.network().outbox_count()
     );
     // Without the bounded outboxes every reply spawned a task holding a
@@ -254,7 +276,7 @@ async fn a_peer_that_withholds_stream_credit_cannot_pile_up_tasks_or_memory() {
     );
     // One writer per (peer, family) at most.
     assert!(victim.network().outbox_count() <= 2 * 4);
-    drop(conn);
+    drop(held);
     newcomer.shutdown().await;
     for n in &nodes {
         n.shutdown().await;

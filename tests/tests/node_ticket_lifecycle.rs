@@ -1,15 +1,57 @@
 //! Tickets end sessions: a revoked ticket (by node id) or an expired one
 //! closes the sessions that relied on it and is not admitted again; a renewed
-//! one carries the session on.
+//! one carries the session on, and protocol handlers and peer handles hear
+//! of the renewed claims and of the session's end.
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{wait_until, Fixture, NodeOptions};
+use common::{scaled, wait_until, Fixture, NodeOptions};
 use tessella_attestation::clock::ManualClock;
-use tessella_node::{Node, TicketSource};
+use tessella_node::id::NodeId;
+use tessella_node::wire::StreamFamily;
+use tessella_node::{Node, PeerInfo, ProtocolHandler, TicketSource};
+
+/// What a subsystem hears of its peers, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Heard {
+    Up(NodeId, u64),
+    Updated(NodeId, u64),
+    Down(NodeId),
+}
+
+/// A subsystem (on the otherwise unused functions family) that records the
+/// peer events the transport hands it, with the ticket expiry it was shown.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Heard>>);
+
+impl Recorder {
+    fn heard(&self) -> Vec<Heard> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+impl ProtocolHandler for Recorder {
+    fn family(&self) -> StreamFamily {
+        StreamFamily::Functions
+    }
+
+    fn peer_up(&self, peer: &PeerInfo) {
+        let heard = Heard::Up(peer.node_id(), peer.claims.exp);
+        self.0.lock().expect("lock").push(heard);
+    }
+
+    fn peer_updated(&self, peer: &PeerInfo) {
+        let heard = Heard::Updated(peer.node_id(), peer.claims.exp);
+        self.0.lock().expect("lock").push(heard);
+    }
+
+    fn peer_down(&self, peer: NodeId) {
+        self.0.lock().expect("lock").push(Heard::Down(peer));
+    }
+}
 
 const NOW: u64 = 1_800_000_000;
 
@@ -84,9 +126,17 @@ async fn a_renewed_ticket_carries_the_session_past_the_old_expiry() {
     let clock_a = Arc::new(ManualClock::new(NOW));
     let clock_b = Arc::new(ManualClock::new(NOW));
     let a = node(&f, clock_a.clone(), 3600, vec![]).await;
+    let recorder = Arc::new(Recorder::default());
+    a.network().register(recorder.clone()).expect("register");
     let b = node(&f, clock_b.clone(), 600, vec![a.local_addr()]).await;
     wait_until(|| a.connected().len() == 1, "A admits B").await;
     assert_eq!(a.connected()[0].ticket_expires, NOW + 600);
+    let handle = a.network().peer(b.node_id());
+    let mut watch = handle.watch();
+    assert_eq!(
+        watch.borrow_and_update().as_ref().map(|p| p.claims.exp),
+        Some(NOW + 600)
+    );
     // Past two thirds of its life B renews its ticket and presents it to A
     // (both clocks move together: a ticket is not valid before it is issued).
     clock_a.set(NOW + 450);
@@ -96,10 +146,40 @@ async fn a_renewed_ticket_carries_the_session_past_the_old_expiry() {
         "A holds B's renewed ticket",
     )
     .await;
-    // The old ticket's expiry passes on A's clock: the session stays.
+    // The subsystem and the peer handle's watch see the renewed claims.
+    let renewed = NOW + 450 + 600;
+    wait_until(
+        || {
+            recorder
+                .heard()
+                .contains(&Heard::Updated(b.node_id(), renewed))
+        },
+        "the handler hears of the renewed claims",
+    )
+    .await;
+    assert_eq!(recorder.heard()[0], Heard::Up(b.node_id(), NOW + 600));
+    assert!(watch.has_changed().expect("watch open"));
+    assert_eq!(
+        watch.borrow_and_update().as_ref().map(|p| p.claims.exp),
+        Some(renewed)
+    );
+    // The old ticket's expiry passes on A's clock: the session stays
+    // through several sweeps (250 ms each).
     clock_a.set(NOW + 700);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(scaled(Duration::from_millis(1000))).await;
     assert_eq!(a.connected().len(), 1, "session kept by the renewed ticket");
+    assert!(!recorder.heard().contains(&Heard::Down(b.node_id())));
+    // B goes away: the subsystem hears the session end, the watch empties.
     b.shutdown().await;
+    wait_until(
+        || recorder.heard().last() == Some(&Heard::Down(b.node_id())),
+        "the handler hears the session end",
+    )
+    .await;
+    wait_until(
+        || watch.borrow().is_none(),
+        "the peer handle's watch empties",
+    )
+    .await;
     a.shutdown().await;
 }
