@@ -28,8 +28,9 @@
 //!   makes expiry testable with a frozen clock.
 //! - Tokens longer than [`MAX_TICKET_LEN`] are refused before any parsing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -876,6 +877,43 @@ pub struct TicketValidator {
     issuers: BTreeMap<String, TrustedKey>,
     audience: String,
     leeway_secs: u64,
+    verified: Arc<Mutex<Verified>>,
+}
+
+/// Most tickets whose signature a validator remembers as verified.
+pub const VERIFIED_TICKETS: usize = 4096;
+
+/// Signatures already verified, by the BLAKE3 hash of the whole token.
+///
+/// The same bytes verify the same way under a validator's keys, which are
+/// fixed at construction: so a peer reconnecting, or a ticket seen again in a
+/// gossiped record, costs a hash instead of an ECDSA verification. Only the
+/// signature step is skipped; every claim check runs again on each use,
+/// since those depend on `now` and the expected subject. Failures are not
+/// remembered here. Bounded at [`VERIFIED_TICKETS`], oldest first out.
+#[derive(Debug, Default)]
+struct Verified {
+    claims: HashMap<[u8; 32], TicketClaims>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl Verified {
+    fn get(&self, hash: &[u8; 32]) -> Option<TicketClaims> {
+        self.claims.get(hash).cloned()
+    }
+
+    fn insert(&mut self, hash: [u8; 32], claims: TicketClaims) {
+        if self.claims.contains_key(&hash) {
+            return;
+        }
+        while self.order.len() >= VERIFIED_TICKETS {
+            if let Some(old) = self.order.pop_front() {
+                self.claims.remove(&old);
+            }
+        }
+        self.order.push_back(hash);
+        self.claims.insert(hash, claims);
+    }
 }
 
 /// The header fields we act on, parsed by us before jsonwebtoken sees the
@@ -921,6 +959,7 @@ impl TicketValidator {
             issuers: map,
             audience,
             leeway_secs: DEFAULT_LEEWAY_SECS,
+            verified: Arc::default(),
         })
     }
 
@@ -989,22 +1028,16 @@ impl TicketValidator {
             });
         }
 
-        // jsonwebtoken checks the signature with exactly this key and
-        // algorithm. Its claim checks are all off: the time ones read the
-        // system clock, and the others give less precise errors than ours.
-        let mut validation = Validation::new(issuer.alg.jwt());
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<TicketClaims>(token, &trusted.key, &validation)
-            .map_err(|err| map_decode_error(err.into_kind(), &raw.alg))?;
-        // Our header parse and jsonwebtoken's read the same signed bytes; if
-        // they ever disagree, trust neither.
-        if data.header.alg != issuer.alg.jwt() || data.header.kid.as_deref() != Some(kid.as_str()) {
-            return Err(TicketError::malformed("header is ambiguous"));
-        }
-        let claims = data.claims;
+        let hash = *blake3::hash(token.as_bytes()).as_bytes();
+        let remembered = self.verified().get(&hash);
+        let claims = match remembered {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signature(token, trusted, &raw.alg, &kid)?;
+                self.verified().insert(hash, claims.clone());
+                claims
+            }
+        };
 
         if claims.iss != issuer.name {
             return Err(TicketError::IssuerMismatch {
@@ -1052,6 +1085,39 @@ impl TicketValidator {
             "ticket accepted"
         );
         Ok(claims)
+    }
+}
+
+impl TicketValidator {
+    fn verified(&self) -> std::sync::MutexGuard<'_, Verified> {
+        // A panic while holding the lock leaves a consistent map.
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The signature check: jsonwebtoken verifies with exactly this key and
+    /// algorithm. Its claim checks are all off: the time ones read the
+    /// system clock, and the others give less precise errors than ours.
+    fn verify_signature(
+        &self,
+        token: &str,
+        trusted: &TrustedKey,
+        alg: &str,
+        kid: &str,
+    ) -> Result<TicketClaims, TicketError> {
+        let issuer = &trusted.issuer;
+        let mut validation = Validation::new(issuer.alg.jwt());
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<TicketClaims>(token, &trusted.key, &validation)
+            .map_err(|err| map_decode_error(err.into_kind(), alg))?;
+        // Our header parse and jsonwebtoken's read the same signed bytes; if
+        // they ever disagree, trust neither.
+        if data.header.alg != issuer.alg.jwt() || data.header.kid.as_deref() != Some(kid) {
+            return Err(TicketError::malformed("header is ambiguous"));
+        }
+        Ok(data.claims)
     }
 }
 
@@ -1329,6 +1395,68 @@ mod tests {
                 issuer.public_key().alg()
             );
         }
+    }
+
+    #[test]
+    fn a_remembered_signature_still_gets_every_claim_checked() {
+        let issuer = es256();
+        let v = validator(&issuer);
+        let token = issuer.issue(&claims(&issuer)).expect("issue");
+        let first = v.validate(&token, Some(&node(1)), NOW).expect("valid");
+        assert_eq!(v.verified().claims.len(), 1);
+        // Again, from the cache (a clone shares it): the same claims.
+        let again = v
+            .clone()
+            .validate(&token, Some(&node(1)), NOW + 1)
+            .expect("valid");
+        assert_eq!(first, again);
+        assert_eq!(v.verified().claims.len(), 1);
+        // Time, subject and audience are checked on every use.
+        assert!(matches!(
+            v.validate(&token, Some(&node(1)), NOW + 3600 + DEFAULT_LEEWAY_SECS),
+            Err(TicketError::Expired { .. })
+        ));
+        assert!(matches!(
+            v.validate(&token, Some(&node(2)), NOW),
+            Err(TicketError::WrongSubject { .. })
+        ));
+        let other_net = TicketValidator::new("net-b", [issuer.public_key()]).expect("validator");
+        assert!(matches!(
+            other_net.validate(&token, None, NOW),
+            Err(TicketError::WrongAudience { .. })
+        ));
+        // A token differing in one signature byte is verified, and refused.
+        let dot = token.rfind('.').expect("signature part");
+        let mut bytes = token.clone().into_bytes();
+        bytes[dot + 1] = if bytes[dot + 1] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(bytes).expect("ascii");
+        assert_eq!(
+            v.validate(&forged, None, NOW),
+            Err(TicketError::BadSignature)
+        );
+        assert_eq!(v.verified().claims.len(), 1, "failures are not remembered");
+    }
+
+    #[test]
+    fn remembered_signatures_are_bounded() {
+        let issuer = es256();
+        let c = claims(&issuer);
+        let mut verified = Verified::default();
+        for i in 0..VERIFIED_TICKETS + 10 {
+            let hash = *blake3::hash(&i.to_le_bytes()).as_bytes();
+            verified.insert(hash, c.clone());
+            verified.insert(hash, c.clone());
+        }
+        assert_eq!(verified.claims.len(), VERIFIED_TICKETS);
+        assert_eq!(verified.order.len(), VERIFIED_TICKETS);
+        // Oldest out first.
+        assert!(verified
+            .get(blake3::hash(&0usize.to_le_bytes()).as_bytes())
+            .is_none());
+        let last = VERIFIED_TICKETS + 9;
+        assert!(verified
+            .get(blake3::hash(&last.to_le_bytes()).as_bytes())
+            .is_some());
     }
 
     #[test]
