@@ -416,6 +416,10 @@ async fn handshakes(rounds: usize, iters: usize) {
         p.push((p50, p99));
         stats::bench_line("handshake", &format!("{}_p50", kind.name), p50 * 1e6, "us");
         stats::bench_line("handshake", &format!("{}_p99", kind.name), p99 * 1e6, "us");
+        let max = s[s.len() - 1] * 1e6;
+        stats::bench_line("handshake", &format!("{}_max", kind.name), max, "us");
+        let rate = 1.0 / p50;
+        stats::bench_line("handshake", &format!("{}_per_s", kind.name), rate, "per_s");
     }
     let mut round_ratios: Vec<f64> = kinds[1]
         .round_medians
@@ -435,6 +439,15 @@ async fn handshakes(rounds: usize, iters: usize) {
         p[1].0 / p[2].0,
         "ratio",
     );
+    let ratios = [
+        ("cached_over_plain_p99", p[1].1 / p[2].1),
+        ("cached_over_plain_round_median", median(&mut round_ratios)),
+        ("cold_over_plain_p50", p[0].0 / p[2].0),
+        ("cold_over_plain_p99", p[0].1 / p[2].1),
+    ];
+    for (figure, value) in ratios {
+        stats::bench_line("handshake", figure, value, "ratio");
+    }
     println!(
         "cold/plain:   p50 {:.2}x, p99 {:.2}x (two full quote verifications per handshake)",
         p[0].0 / p[2].0,
@@ -535,6 +548,14 @@ fn issuing() {
         median(&mut resolver) * 1e6
     );
     println!("  (a hardware TDX quote through configfs takes tens of ms instead of the dev quote)");
+    stats::bench_line(
+        "handshake",
+        "dev_quote_median",
+        median(&mut quote) * 1e6,
+        "us",
+    );
+    let resolver_us = median(&mut resolver) * 1e6;
+    stats::bench_line("handshake", "cert_resolver_new_median", resolver_us, "us");
     stats::bench_line(
         "handshake",
         "issue_cert_median",

@@ -1,8 +1,9 @@
 //! Node-level figures, printed, never asserted:
 //!
 //! 1. connection set-up (QUIC + RA-TLS handshake + ticket admission) p50/p99
-//!    with cold and cached verdicts, beside a plain quinn mutual-TLS
-//!    handshake in the same run;
+//!    with cold and cached verdicts, beside plain quinn handshakes (mutual
+//!    and server-auth-only, until both sides are established) in the same
+//!    run;
 //! 2. discovery convergence for 3, 10 and 30 in-process nodes given one
 //!    bootstrap address (time until every catalog holds every other node),
 //!    and failures among repeated 3-node formations;
@@ -15,7 +16,8 @@
 //!    CPU the whole process burns while the network idles.
 //!
 //! Run: `cargo bench -p tessella-node --bench cluster`
-//! (`TESSELLA_BENCH_FORMATIONS` (default 100), `TESSELLA_BENCH_CONNECTS` (40)).
+//! (`TESSELLA_BENCH_FORMATIONS` (default 100), `TESSELLA_BENCH_CONNECTS` (40);
+//! `TESSELLA_BENCH_ONLY=setup` stops after the connection set-up figures).
 //! Targets: 3-node formation p50 <= 30 ms with zero failures, 10 nodes within
 //! 1 s, 60 within 3 s, 200 converge; at 60 nodes at most 12 connections per
 //! node, at most 3 MB per node, idle CPU of the process at most 0.06 cores;
@@ -26,11 +28,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessella_node::discovery::CatalogEvent;
-use tessella_node::Node;
+use tessella_node::wire::CloseCode;
+use tessella_node::{Network, Node};
 use tessella_tests::kit::Fixture;
 
-/// Bench nodes: the test kit's fixture (one dev PKI, issuer, policy, fault
-/// plan with no faults, and a data dir per node), gossip every 100 ms.
+/// Bench nodes: the test kit's fixture (one dev PKI, issuer, policy,
+/// and a data dir per node; sockets not wrapped by the fault plan), gossip
+/// every 100 ms.
 struct Dev {
     fixture: Fixture,
 }
@@ -46,8 +50,17 @@ impl Dev {
         self.node_every(bootstrap, Duration::from_millis(100)).await
     }
 
+    /// A bare transport built as the nodes' are.
+    async fn transport(&self) -> Network {
+        let mut opts = self.fixture.options();
+        opts.faults = None;
+        opts.transport().await.expect("transport")
+    }
+
     async fn node_every(&self, bootstrap: Vec<SocketAddr>, interval: Duration) -> Node {
         let mut opts = self.fixture.options();
+        // A node as deployed: its socket not wrapped by the fault plan.
+        opts.faults = None;
         opts.bootstrap = bootstrap;
         opts.gossip_interval = interval;
         // The node's defaults where the kit shortens them for tests: record
@@ -121,115 +134,201 @@ async fn stop(nodes: Vec<Node>) {
     }
 }
 
+/// Close the session between `client` and `server` and wait until both
+/// sides have let go of it.
+async fn disconnect(client: &Network, server: &Network) {
+    client.close_peer(&server.node_id(), CloseCode::Normal, "bench");
+    let t = Instant::now();
+    while !(client.connected().is_empty() && server.connected().is_empty()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "session never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Connection set-up (handshake and admission) on bare transports, so no
+/// subsystem re-dials or adds work: fresh clients (cold verdicts on both
+/// sides), then a client reconnecting after a closed session (cached
+/// verdicts and tickets) interleaved with plain quinn, mutual and
+/// server-auth-only, so drift hits them alike.
 async fn connection_setup(dev: &Dev, iters: usize) {
-    let server = dev.node(vec![]).await;
+    let server = dev.transport().await;
     let addr = server.local_addr();
     let mut cold = Vec::new();
-    let mut cached = Vec::new();
     for _ in 0..iters {
-        // A fresh client node: its certificate is new to the server (cold).
-        let client = dev.node(vec![]).await;
+        // A fresh client: its certificate is new to the server (cold).
+        let fresh = dev.transport().await;
         let t = Instant::now();
-        client.connect(addr).await.expect("connect");
+        fresh.connect(addr).await.expect("connect");
         cold.push(t.elapsed().as_secs_f64() * 1e6);
-        stop(vec![client]).await;
+        disconnect(&fresh, &server).await;
+        fresh.shutdown().await;
     }
-    // The same client reconnecting: both verdicts cached.
-    let client = dev.node(vec![]).await;
+    let client = dev.transport().await;
     client.connect(addr).await.expect("connect");
+    disconnect(&client, &server).await;
+    let (mutual, one_way) = (PlainQuinn::new(true), PlainQuinn::new(false));
+    let (mut cached, mut plain_mutual, mut plain) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..iters {
-        let c2 = dev.node(vec![]).await;
-        drop(c2);
         let t = Instant::now();
-        // A second connection from the same node is a duplicate and is
-        // closed after admission, but the full set-up runs.
-        let _ = client.connect(addr).await;
+        client.connect(addr).await.expect("reconnect");
         cached.push(t.elapsed().as_secs_f64() * 1e6);
+        disconnect(&client, &server).await;
+        plain_mutual.push(mutual.connect().await);
+        plain.push(one_way.connect().await);
     }
-    stop(vec![client, server]).await;
-    let mut plain = plain_quinn(iters).await;
+    client.shutdown().await;
+    server.shutdown().await;
+    mutual.stop().await;
+    one_way.stop().await;
     println!("connection set-up (handshake + admission), {iters} each, same run");
-    println!(
-        "  cold verdicts   p50 {:>7.0} us  p99 {:>7.0} us",
-        pct(&mut cold.clone(), 0.5),
-        pct(&mut cold, 0.99)
+    let row = |name: &str, key: &str, v: &mut [f64], note: &str| {
+        let (p50, p99) = (pct(v, 0.5), pct(v, 0.99));
+        println!("  {name:<20} p50 {p50:>7.0} us  p99 {p99:>7.0} us{note}");
+        bench_line(&format!("setup_{key}_p50"), p50, "us");
+        bench_line(&format!("setup_{key}_p99"), p99, "us");
+        p50
+    };
+    row("cold verdicts", "cold", &mut cold, "");
+    let cached_p50 = row("cached verdicts", "cached", &mut cached, "");
+    let mutual_p50 = row(
+        "plain quinn, mutual",
+        "plain_quinn_mutual",
+        &mut plain_mutual,
+        "  (TLS 1.3, P-256 rcgen certs both ways, no admission)",
+    );
+    let plain_p50 = row(
+        "plain quinn",
+        "plain_quinn",
+        &mut plain,
+        "  (TLS 1.3, server auth only, no admission)",
     );
     println!(
-        "  cached verdicts p50 {:>7.0} us  p99 {:>7.0} us",
-        pct(&mut cached.clone(), 0.5),
-        pct(&mut cached, 0.99)
+        "  cached/plain mutual p50 {:.2}x (target <= 1.5x); cached/plain server-auth-only {:.2}x",
+        cached_p50 / mutual_p50,
+        cached_p50 / plain_p50
     );
-    println!(
-        "  plain quinn      p50 {:>7.0} us  p99 {:>7.0} us  (TLS 1.3, server auth only, rcgen cert, no admission)",
-        pct(&mut plain.clone(), 0.5),
-        pct(&mut plain, 0.99)
+    println!("  (RA-TLS handshakes alone beside plain ones: `cargo bench -p tessella-attestation --bench handshake`)");
+    bench_line(
+        "setup_cached_over_plain_mutual",
+        cached_p50 / mutual_p50,
+        "ratio",
     );
-    println!("  (mutual plain TLS beside RA-TLS handshakes alone: `cargo bench -p tessella-attestation --bench handshake`)");
-    let cached_p50 = pct(&mut cached.clone(), 0.5);
-    let plain_p50 = pct(&mut plain.clone(), 0.5);
-    bench_line("setup_cold_p50", pct(&mut cold.clone(), 0.5), "us");
-    bench_line("setup_cached_p50", cached_p50, "us");
-    bench_line("setup_plain_quinn_p50", plain_p50, "us");
     bench_line("setup_cached_over_plain", cached_p50 / plain_p50, "ratio");
 }
 
-/// Plain quinn connections to a server with an ordinary certificate.
-async fn plain_quinn(iters: usize) -> Vec<f64> {
-    let cert = rcgen::generate_simple_self_signed(vec!["plain".to_string()]).expect("cert");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let mut server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls13")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .expect("server tls");
-    server_tls.alpn_protocols = vec![b"plain".to_vec()];
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).expect("root");
-    let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls13")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client_tls.alpn_protocols = vec![b"plain".to_vec()];
-    client_tls.resumption = rustls::client::Resumption::disabled();
-    let server = quinn::Endpoint::server(
-        quinn::ServerConfig::with_crypto(Arc::new(
-            quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).expect("quic"),
-        )),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .expect("server");
-    let addr = server.local_addr().expect("addr");
-    let acceptor = tokio::spawn(async move {
-        while let Some(incoming) = server.accept().await {
-            tokio::spawn(async move {
-                if let Ok(conn) = incoming.await {
-                    let _ = conn.closed().await;
-                }
-            });
+/// A plain quinn server with an ordinary certificate, and a client that
+/// shows one too when `mutual`.
+struct PlainQuinn {
+    client: quinn::Endpoint,
+    addr: SocketAddr,
+    acceptor: tokio::task::JoinHandle<()>,
+    /// One message per connection the server has established.
+    established: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<()>>,
+}
+
+impl PlainQuinn {
+    fn new(mutual: bool) -> PlainQuinn {
+        let cert = rcgen::generate_simple_self_signed(vec!["plain".to_string()]).expect("cert");
+        let client_cert =
+            rcgen::generate_simple_self_signed(vec!["client".to_string()]).expect("cert");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("tls13");
+        let server_tls = if mutual {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(client_cert.cert.der().clone()).expect("root");
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .build()
+            .expect("client verifier");
+            server_tls.with_client_cert_verifier(verifier)
+        } else {
+            server_tls.with_no_client_auth()
+        };
+        let mut server_tls = server_tls
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .expect("server tls");
+        server_tls.send_tls13_tickets = 0;
+        server_tls.alpn_protocols = vec![b"plain".to_vec()];
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).expect("root");
+        let client_tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("tls13")
+            .with_root_certificates(roots);
+        let mut client_tls = if mutual {
+            let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+                client_cert.signing_key.serialize_der().into(),
+            );
+            client_tls
+                .with_client_auth_cert(vec![client_cert.cert.der().clone()], key)
+                .expect("client cert")
+        } else {
+            client_tls.with_no_client_auth()
+        };
+        client_tls.alpn_protocols = vec![b"plain".to_vec()];
+        client_tls.resumption = rustls::client::Resumption::disabled();
+        let server = quinn::Endpoint::server(
+            quinn::ServerConfig::with_crypto(Arc::new(
+                quinn::crypto::rustls::QuicServerConfig::try_from(server_tls).expect("quic"),
+            )),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+        .expect("server");
+        let addr = server.local_addr().expect("addr");
+        let (tx, established) = tokio::sync::mpsc::unbounded_channel();
+        let acceptor = tokio::spawn(async move {
+            while let Some(incoming) = server.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    if let Ok(conn) = incoming.await {
+                        let _ = tx.send(());
+                        let _ = conn.closed().await;
+                    }
+                });
+            }
+        });
+        let mut client =
+            quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("client");
+        client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(client_tls).expect("quic"),
+        )));
+        PlainQuinn {
+            client,
+            addr,
+            acceptor,
+            established: tokio::sync::Mutex::new(established),
         }
-    });
-    let mut client =
-        quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).expect("client");
-    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(
-        quinn::crypto::rustls::QuicClientConfig::try_from(client_tls).expect("quic"),
-    )));
-    let mut times = Vec::with_capacity(iters);
-    for _ in 0..iters {
+    }
+
+    /// One handshake, in microseconds until both sides have established
+    /// the connection (as an admitted session is on both sides).
+    async fn connect(&self) -> f64 {
+        let mut established = self.established.lock().await;
         let t = Instant::now();
-        let conn = client
-            .connect(addr, "plain")
+        let conn = self
+            .client
+            .connect(self.addr, "plain")
             .expect("connect")
             .await
             .expect("handshake");
-        times.push(t.elapsed().as_secs_f64() * 1e6);
+        established.recv().await.expect("server established");
+        let us = t.elapsed().as_secs_f64() * 1e6;
         conn.close(0u32.into(), b"done");
+        us
     }
-    client.wait_idle().await;
-    acceptor.abort();
-    times
+
+    async fn stop(self) {
+        self.client.wait_idle().await;
+        self.acceptor.abort();
+    }
 }
 
 async fn event_latency(dev: &Dev) {
@@ -278,6 +377,11 @@ async fn at_size(dev: &Dev, n: usize, idle: bool) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (rss0, c1) = self_usage();
     println!("  baseline before starting: {:.3} cores", (c1 - c0) / 3.0);
+    bench_line(
+        &format!("baseline_cpu_before_{n}_nodes_cores"),
+        (c1 - c0) / 3.0,
+        "cores",
+    );
     let (t, nodes) = converge_every(dev, n, Duration::from_secs(120), Duration::from_secs(1)).await;
     let conns: Vec<usize> = nodes.iter().map(|x| x.connected().len()).collect();
     let active: Vec<usize> = nodes
@@ -290,6 +394,21 @@ async fn at_size(dev: &Dev, n: usize, idle: bool) {
         conns.iter().sum::<usize>() as f64 / n as f64,
         conns.iter().max().unwrap_or(&0),
         active.iter().max().unwrap_or(&0)
+    );
+    bench_line(
+        &format!("mean_connections_{n}_nodes_at_convergence"),
+        conns.iter().sum::<usize>() as f64 / n as f64,
+        "connections",
+    );
+    bench_line(
+        &format!("max_connections_{n}_nodes_at_convergence"),
+        *conns.iter().max().unwrap_or(&0) as f64,
+        "connections",
+    );
+    bench_line(
+        &format!("max_active_view_{n}_nodes"),
+        *active.iter().max().unwrap_or(&0) as f64,
+        "peers",
     );
     if let Some(t) = t {
         bench_line(
@@ -370,6 +489,9 @@ fn main() {
     rt.block_on(async {
         let dev = Dev::new();
         connection_setup(&dev, connects).await;
+        if std::env::var("TESSELLA_BENCH_ONLY").as_deref() == Ok("setup") {
+            return;
+        }
         println!();
         println!("discovery convergence from one bootstrap address (gossip every 100 ms)");
         for n in [3usize, 10, 30, 60] {
@@ -398,6 +520,8 @@ fn main() {
                 pct(&mut times.clone(), 1.0)
             );
             bench_line("formation_3_nodes_p50_ms", pct(&mut times, 0.5), "ms");
+            bench_line("formation_3_nodes_p99_ms", pct(&mut times, 0.99), "ms");
+            bench_line("formation_3_nodes_max_ms", pct(&mut times, 1.0), "ms");
         }
         bench_line("formations_failed", failed as f64, "count");
         println!();

@@ -121,6 +121,64 @@ pub enum NodeError {
     },
 }
 
+/// What [`Node::start`] still needs once the transport runs.
+struct Rest {
+    network: String,
+    issuers: Vec<TrustedIssuer>,
+    bootstrap: Vec<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+    discovery: DiscoveryOptions,
+    admin: Option<SocketAddr>,
+    collections: Vec<CollectionDecl>,
+}
+
+impl NodeSpec {
+    /// The transport alone, exactly as [`Node::start`] builds it, without
+    /// discovery, groups, collections or the admin API: what benchmarks of
+    /// connection set-up measure.
+    pub async fn start_network(self) -> Result<Network, NetworkError> {
+        Ok(self.start_transport().await?.0)
+    }
+
+    async fn start_transport(self) -> Result<(Network, Rest), NetworkError> {
+        let mut builder = Network::builder(&self.network)
+            .identity(self.identity)
+            .policy(self.policy)
+            .collateral(self.collateral)
+            .ticket(self.ticket)
+            .trusted_issuers(self.issuers.clone())
+            .ticket_leeway(self.ticket_leeway)
+            .listen(self.listen)
+            .bootstrap(self.bootstrap.clone())
+            .clock(self.clock.clone())
+            .limits(self.limits)
+            .cert_lifetime(self.cert_lifetime)
+            .sweep_interval(self.sweep_interval);
+        if let Some(anchor) = self.anchor {
+            builder = builder.trust_anchor(anchor);
+        }
+        if let Some(dir) = self.data_dir.clone() {
+            builder = builder.data_dir(dir);
+        }
+        if let Some(wrap) = self.socket {
+            builder = builder.socket_wrapper(wrap);
+        }
+        let network = builder.build().await?;
+        let rest = Rest {
+            network: self.network,
+            issuers: self.issuers,
+            bootstrap: self.bootstrap,
+            data_dir: self.data_dir,
+            clock: self.clock,
+            discovery: self.discovery,
+            admin: self.admin,
+            collections: self.collections,
+        };
+        Ok((network, rest))
+    }
+}
+
 /// A running node: the transport, its subsystems and the admin API.
 pub struct Node {
     network: Network,
@@ -135,30 +193,8 @@ pub struct Node {
 impl Node {
     /// Start the node described by `spec`.
     pub async fn start(spec: NodeSpec) -> Result<Node, NodeError> {
+        let (network, spec) = spec.start_transport().await?;
         let bootstrap = spec.bootstrap;
-        let mut builder = Network::builder(&spec.network)
-            .identity(spec.identity)
-            .policy(spec.policy)
-            .collateral(spec.collateral)
-            .ticket(spec.ticket)
-            .trusted_issuers(spec.issuers.clone())
-            .ticket_leeway(spec.ticket_leeway)
-            .listen(spec.listen)
-            .bootstrap(bootstrap.clone())
-            .clock(spec.clock.clone())
-            .limits(spec.limits)
-            .cert_lifetime(spec.cert_lifetime)
-            .sweep_interval(spec.sweep_interval);
-        if let Some(anchor) = spec.anchor {
-            builder = builder.trust_anchor(anchor);
-        }
-        if let Some(dir) = spec.data_dir.clone() {
-            builder = builder.data_dir(dir);
-        }
-        if let Some(wrap) = spec.socket {
-            builder = builder.socket_wrapper(wrap);
-        }
-        let network = builder.build().await?;
         let mut discovery_opts = spec.discovery;
         if discovery_opts.bootstrap.is_empty() {
             discovery_opts.bootstrap = bootstrap;

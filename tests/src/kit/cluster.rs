@@ -402,6 +402,12 @@ impl NodeOptions {
     pub async fn build(self) -> Result<Node, NodeError> {
         Node::start(self.spec()).await
     }
+
+    /// Start the transport alone (no discovery, groups or admin API), as
+    /// the node would: nothing re-dials a session closed on purpose.
+    pub async fn transport(self) -> Result<tessella_node::Network, tessella_node::NetworkError> {
+        self.spec().start_network().await
+    }
 }
 
 /// How to build a [`RawPeer`]: what its certificate claims, what it offers
