@@ -1,7 +1,8 @@
 //! Tickets end sessions: a revoked ticket (by node id) or an expired one
 //! closes the sessions that relied on it and is not admitted again; a renewed
 //! one carries the session on, and protocol handlers and peer handles hear
-//! of the renewed claims and of the session's end.
+//! of the renewed claims and of the session's end. A renewed certificate
+//! keeps sessions and admits newcomers.
 
 mod common;
 
@@ -181,5 +182,45 @@ async fn a_renewed_ticket_carries_the_session_past_the_old_expiry() {
         "the peer handle's watch empties",
     )
     .await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_keeps_sessions_and_admits_newcomers() {
+    let f = Fixture::new("lifecycle-cert");
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut spec = NodeOptions {
+        clock: clock.clone(),
+        ..f.options()
+    }
+    .spec();
+    spec.cert_lifetime = 600;
+    let a = Node::start(spec).await.expect("node");
+    let b = node(&f, clock.clone(), 3600, vec![a.local_addr()]).await;
+    wait_until(|| a.connected().len() == 1, "A admits B").await;
+    let first = a.certificate();
+    assert!(
+        first.not_after() <= NOW + 600 + 300,
+        "a short-lived certificate"
+    );
+    // Past two thirds of its life A's next sweep renews it, off the
+    // async workers, once.
+    clock.set(first.not_after() - 100);
+    wait_until(
+        || a.certificate().cert_der() != first.cert_der(),
+        "A renews its certificate",
+    )
+    .await;
+    let renewed = a.certificate();
+    assert!(renewed.not_after() > first.not_after());
+    assert_eq!(renewed.node_id(), first.node_id(), "same key, same node id");
+    // The session made under the old certificate stays up.
+    assert_eq!(a.connected().len(), 1);
+    // A newcomer verifies the new certificate and is admitted.
+    let c = node(&f, clock.clone(), 3600, vec![]).await;
+    c.connect(a.local_addr()).await.expect("newcomer admitted");
+    wait_until(|| a.connected().len() == 2, "A holds both sessions").await;
+    c.shutdown().await;
+    b.shutdown().await;
     a.shutdown().await;
 }
