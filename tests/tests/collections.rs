@@ -1,7 +1,8 @@
 //! Replicated collections on real nodes: every collection written on one
 //! node and read on a reader (a learner) on another, a reader without the
-//! `read` grant refused, and a writer restarted on its data dir keeping the
-//! contents and versions.
+//! `read` grant refused, a writer restarted on its data dir keeping the
+//! contents and versions, and a reader joining late catching up through a
+//! snapshot.
 
 mod common;
 
@@ -370,4 +371,70 @@ async fn a_writer_restarted_on_its_data_dir_keeps_contents_and_versions() {
     assert!(v > last);
     assert_eq!(old, Some("v127".into()));
     n.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_joining_late_catches_up_through_a_snapshot() {
+    let f = Fixture::new("collections-late-reader");
+    let w = node(&f, ticket(&f, &["m"], &[]), None, Vec::new()).await;
+    let r = node(&f, ticket(&f, &[], &["m"]), None, vec![w.local_addr()]).await;
+    wait_until(|| full_mesh_catalogs(&[&w, &r]), "the two nodes converge").await;
+    let config = |role| {
+        let mut c = tessella_node::collections::Collections::group_config("m", role);
+        c.voters = 1;
+        // Snapshots every 50 entries and no log kept behind them: a member
+        // that joins later can only catch up from a snapshot.
+        c.snapshot_every = 50;
+        c.keep_logs = 0;
+        c
+    };
+    use tessella_node::collections::CollectionRole::{Reader, Writer};
+    let m = Map::<u64, String>::open(w.collections(), "m", Writer, config(Writer))
+        .await
+        .expect("map");
+    bounded("online", m.when().online()).await.expect("online");
+    let mut last = 0;
+    for i in 0..300u64 {
+        last = m
+            .insert(&(i % 200), &format!("v{i}"))
+            .await
+            .expect("insert")
+            .0;
+    }
+    wait_until(
+        || m.status().purged > 0,
+        "the writer compacts its log behind a snapshot",
+    )
+    .await;
+    let purged = m.status().purged;
+
+    let late = Map::<u64, String>::open(r.collections(), "m", Reader, config(Reader))
+        .await
+        .expect("reader");
+    bounded("the late reader catches up", late.when().reaches(last))
+        .await
+        .expect("reaches");
+    let status = late.status();
+    assert!(
+        status.snapshot >= purged,
+        "the reader installed a snapshot covering the purged log ({purged}): {status:?}"
+    );
+    let want = m.page(None, 1000, Consistency::Local).await.expect("page");
+    let got = late
+        .page(None, 1000, Consistency::Local)
+        .await
+        .expect("page");
+    assert_eq!(want.len(), 200);
+    assert_eq!(got, want, "same entries, same versions");
+    // Entries written after the snapshot reach it through the log.
+    let (v, _) = m.insert(&1000, &"after".into()).await.expect("insert");
+    bounded("the next entry", late.when().reaches(v))
+        .await
+        .expect("reaches");
+    assert_eq!(
+        late.get(&1000).await.expect("get"),
+        Some("after".to_string())
+    );
+    r.shutdown().await;
+    w.shutdown().await;
 }

@@ -703,5 +703,52 @@ async fn key_value_routes_of_the_dev_map() {
     assert!(won >= 1);
     let r = http(a(1), "DELETE", counter, t, b"").await;
     assert_eq!(r.status, 200);
-    cluster.shutdown().await;
+    // A valid ticket that grants nothing on kv: 403, for reads and writes.
+    let der = std::fs::read(cluster.data_dir.join("issuer.key")).expect("issuer key");
+    let issuer = TicketIssuer::from_pkcs8_der(
+        "tessella-dev-issuer",
+        tessella_attestation::TicketAlgorithm::Es256,
+        &der,
+    )
+    .expect("the dev issuer");
+    let claims = issuer
+        .claims(hex::encode([7u8; 32]), NETWORK, common::now(), 600)
+        .grant(
+            tessella_attestation::ResourceKind::Collection,
+            "other",
+            tessella_attestation::Permission::Write,
+        );
+    let stranger = issuer.issue(&claims).expect("ticket");
+    for method in ["GET", "PUT", "DELETE"] {
+        let r = http(a(0), method, item, Some(&stranger), b"1").await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (403, "forbidden".into()),
+            "{method}"
+        );
+    }
+    // Two of the three voters gone: no quorum. Writes answer 503 with
+    // Retry-After, nothing applied: at once on a leader that has heard from
+    // no quorum for two election timeouts, after the write timeout on a
+    // follower that finds no leader. Only a write the leader took in before
+    // it noticed answers 504 (its outcome is unknown).
+    let mut cluster = cluster;
+    let survivor = cluster.nodes.remove(0);
+    for n in cluster.nodes.drain(..) {
+        n.node.shutdown().await;
+    }
+    bounded("writes without quorum answer 503", async {
+        loop {
+            let r = http(survivor.admin_addr, "PUT", item, t, b"3").await;
+            if r.status == 503 {
+                assert_eq!(r.error_code(), "no_quorum");
+                assert_eq!(r.headers.get("retry-after").map(String::as_str), Some("1"));
+                return;
+            }
+            assert_eq!(r.status, 504, "without quorum: {}", r.text());
+            assert_eq!(r.error_code(), "outcome_unknown");
+        }
+    })
+    .await;
+    survivor.node.shutdown().await;
 }

@@ -81,8 +81,27 @@ impl GroupCore {
         tokio::time::sleep(RETRY_PAUSE.min(until.saturating_duration_since(Instant::now()))).await;
     }
 
+    /// Whether this member leads but has heard from no quorum for longer
+    /// than two election timeouts: a leader cut off from its followers
+    /// (etcd's CheckQuorum). openraft keeps such a leader leading, and
+    /// whatever it proposes can only time out with an unknown outcome, so
+    /// proposals are refused before anything is proposed: the caller sees
+    /// "no leader" (HTTP 503) instead of an endless run of "outcome unknown".
+    pub fn lost_quorum(&self) -> bool {
+        let lease = (self.config.election_timeout.1 * 2).max(self.config.heartbeat * 4);
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader
+            && m.millis_since_quorum_ack
+                .is_some_and(|ms| u128::from(ms) > lease.as_millis())
+    }
+
     /// Propose `cmd` through the local batcher (this member must lead).
     pub async fn propose_local(&self, cmd: Vec<u8>, until: Instant) -> Written {
+        if self.lost_quorum() {
+            // Nothing proposed: the caller may retry elsewhere or later.
+            return Err(Refusal::NotLeader(None));
+        }
         let (tx, rx) = oneshot::channel();
         let queued =
             tokio::time::timeout_at(until.into(), self.queue.send(Pending { cmd, reply: tx }))
@@ -125,6 +144,11 @@ impl GroupCore {
                 None => {
                     self.pause_for_leader(None, until).await;
                     continue;
+                }
+                // Cut off from every quorum: no election can succeed either,
+                // so say so now rather than at the deadline.
+                Some(l) if l == self.me && self.lost_quorum() => {
+                    return Err(GroupError::NoLeader(self.config.write_timeout))
                 }
                 Some(l) if l == self.me => local().await,
                 Some(l) => {
