@@ -80,7 +80,7 @@ use serde::{Deserialize, Serialize};
 use tessella_attestation::identity::{NetworkId, NodeId};
 use tessella_attestation::ratls::RatlsIdentity;
 
-use super::catalog::{record_rank, Catalog, CatalogEvent, Repair, BUCKETS};
+use super::catalog::{failure_rank, record_rank, Catalog, CatalogEvent, Repair, BUCKETS};
 use super::record::{wire_id, PeerRecord, RecordError, SignedRecord, VerifiedRecord};
 use super::service::Service;
 use super::view::{Rng, Views};
@@ -491,11 +491,15 @@ struct Relay {
     sent: bool,
 }
 
-/// Per-peer pushes collected during one input, sent when it ends.
+/// Pushes waiting for one peer until the next tick: one entry per node, so
+/// a record superseded before it went out is not sent, and one the peer
+/// sent us meanwhile is dropped.
 #[derive(Debug, Default)]
 struct PushQueue {
-    records: Vec<SignedRecord>,
-    failed: Vec<(NodeId, u64)>,
+    /// Records by owner, with their version.
+    records: BTreeMap<NodeId, (u64, SignedRecord)>,
+    /// Failure notices: the highest version condemned per node.
+    failed: BTreeMap<NodeId, u64>,
 }
 
 /// The discovery protocol of one node; see the module docs.
@@ -543,7 +547,13 @@ pub struct Gossip {
     wide_peers: Vec<NodeId>,
     /// A wide partner that taught us something: take it as a neighbour.
     bridge: Option<NodeId>,
+    /// Pushes per peer, sent together on the next tick: a node that learns
+    /// many records within a few milliseconds (a join storm, an
+    /// anti-entropy answer) sends each peer one message for all of them,
+    /// not one per input.
     push: BTreeMap<NodeId, PushQueue>,
+    /// When the oldest queued push was queued (the next tick is due then).
+    push_since: Option<u64>,
     departed: bool,
     stats: GossipStats,
 }
@@ -622,6 +632,7 @@ impl Gossip {
             wide_peers: Vec::new(),
             bridge: None,
             push: BTreeMap::new(),
+            push_since: None,
             departed: false,
             stats: GossipStats::default(),
         })
@@ -682,7 +693,9 @@ impl Gossip {
         self.stats
     }
 
-    /// When [`Gossip::on_tick`] next has work to do (node ms).
+    /// When [`Gossip::on_tick`] next has work to do (node ms). Pushes queued
+    /// by inputs make it due at once: the caller ticks after a burst of
+    /// inputs, and each peer gets one push for the burst.
     pub fn poll_timeout(&self) -> Option<u64> {
         if self.departed {
             return None;
@@ -705,6 +718,7 @@ impl Gossip {
                 self.next_shuffle_ms,
                 self.next_sync_ms,
                 self.next_purge_ms,
+                self.push_since.unwrap_or(u64::MAX),
             ]
             .into_iter()
             .min()
@@ -762,13 +776,13 @@ impl Gossip {
             }
             self.send(&mut out, peer, DiscoveryV1::Ping { seq });
         }
-        self.flush(&mut out);
+        self.defer(now_ms);
         out
     }
 
     /// A dial asked for with [`Out::Connect`] failed.
     pub fn on_connect_failed(&mut self, peer: NodeId, now_ms: u64) -> Vec<Out> {
-        let mut out = Vec::new();
+        let out = Vec::new();
         if self.departed {
             return out;
         }
@@ -781,7 +795,8 @@ impl Gossip {
         // Unreachable: as much a sign of failure as an unanswered probe.
         self.suspect(peer, now_ms);
         self.relays.retain(|_, r| r.target != peer || r.sent);
-        self.flush(&mut out);
+        self.push.remove(&peer);
+        self.defer(now_ms);
         out
     }
 
@@ -797,6 +812,7 @@ impl Gossip {
             return out;
         }
         self.pending.remove(&peer);
+        self.push.remove(&peer);
         if self.views.remove_active(&peer) {
             // It may come back (a restart, a network blip): keep it passive;
             // a failed dial forgets it.
@@ -804,7 +820,7 @@ impl Gossip {
             out.push(Out::Release(peer));
             self.repair(now_ms, &mut out);
         }
-        self.flush(&mut out);
+        self.defer(now_ms);
         out
     }
 
@@ -874,10 +890,9 @@ impl Gossip {
                 let wanted: BTreeSet<NodeId> = node_ids.into_iter().collect();
                 for id in wanted {
                     if id == me {
-                        let own = self.own_signed.clone();
-                        self.queue_record(from, own);
-                    } else if let Some(r) = self.catalog.repair(&id) {
-                        self.queue_repair(from, r);
+                        self.queue_own(from);
+                    } else {
+                        self.queue_repair(from, id);
                     }
                 }
             }
@@ -904,7 +919,7 @@ impl Gossip {
             self.wide_peers.retain(|p| *p != b);
             self.request_neighbor(b, true, now_ms, &mut out);
         }
-        self.flush(&mut out);
+        self.defer(now_ms);
         out
     }
 
@@ -1021,8 +1036,7 @@ impl Gossip {
         self.send(out, from, DiscoveryV1::NeighborReply { accepted: true });
         // The joiner learns its contact's record at once: whatever becomes of
         // its views, it knows one node beyond them (see `wide_sync`).
-        let own = self.own_signed.clone();
-        self.queue_record(from, own);
+        self.queue_own(from);
         let ttl = self.config.arwl;
         for peer in self.views.active() {
             if peer != from {
@@ -1093,7 +1107,7 @@ impl Gossip {
                 if rank > record_rank(v) && self.catalog.is_gone(&from) && rank % 2 == 1 {
                     // We hold a failure notice about the record it sent: tell
                     // it, so it refutes and asks again with a newer record.
-                    self.queue_repair(from, Repair::Failed(from, rank / 2));
+                    self.queue_failed(from, from, rank / 2);
                     return;
                 }
             }
@@ -1104,8 +1118,7 @@ impl Gossip {
         if accepted {
             self.pending.remove(&from);
             self.add_active(from, now_ms, out);
-            let own = self.own_signed.clone();
-            self.queue_record(from, own);
+            self.queue_own(from);
         } else {
             self.views.add_passive(from, &mut self.rng);
         }
@@ -1514,6 +1527,9 @@ impl Gossip {
         now_ms: u64,
         out: &mut Vec<Out>,
     ) {
+        if let Some(f) = from {
+            self.unqueue(f, &id, failure_rank(version));
+        }
         if id == self.node_id() {
             if version >= self.own.version {
                 // We are alive: outrank the notice, everywhere and with the
@@ -1522,8 +1538,7 @@ impl Gossip {
                 self.refresh(now_ms, out);
                 if let Some(f) = from {
                     if !self.views.is_active(&f) {
-                        let own = self.own_signed.clone();
-                        self.queue_record(f, own);
+                        self.queue_own(f);
                     }
                     if let Some(p) = self.pending.get(&f).copied() {
                         if !p.connecting {
@@ -1549,7 +1564,7 @@ impl Gossip {
                 .get(&id)
                 .is_some_and(|p| p.record().version <= version)
             {
-                self.push.entry(id).or_default().failed.push((id, version));
+                self.queue_failed(id, id, version);
             }
             return;
         }
@@ -1565,11 +1580,7 @@ impl Gossip {
         }
         for peer in self.views.active() {
             if Some(peer) != from && peer != id {
-                self.push
-                    .entry(peer)
-                    .or_default()
-                    .failed
-                    .push((id, version));
+                self.queue_failed(peer, id, version);
             }
         }
     }
@@ -1590,6 +1601,11 @@ impl Gossip {
             Err(e) => return self.invalid(from, &e),
         };
         let id = claimed.node_id;
+        if let Some(f) = from {
+            // The sender holds this version: whatever we queued for it about
+            // this node, up to this version, is moot.
+            self.unqueue(f, &id, record_rank(claimed.version));
+        }
         if id == self.node_id() || !self.catalog.is_news(&id, claimed.version) {
             // Nothing new (if the claim is true; if false, ignoring is right).
             self.stats.records_duplicate += 1;
@@ -1632,7 +1648,7 @@ impl Gossip {
         }
         for peer in self.views.active() {
             if Some(peer) != from && peer != id {
-                self.queue_record(peer, signed.clone());
+                self.queue_record(peer, id, version, signed.clone());
             }
         }
     }
@@ -1652,9 +1668,8 @@ impl Gossip {
     }
 
     fn push_own(&mut self, _out: &mut Vec<Out>) {
-        let own = self.own_signed.clone();
         for peer in self.views.active() {
-            self.queue_record(peer, own.clone());
+            self.queue_own(peer);
         }
     }
 
@@ -1758,10 +1773,9 @@ impl Gossip {
             for (id, rank) in self.bucket_entries(b) {
                 if theirs.get(&id).is_none_or(|t| *t < rank) {
                     if id == me {
-                        let own = self.own_signed.clone();
-                        self.queue_record(from, own);
-                    } else if let Some(r) = self.catalog.repair(&id) {
-                        self.queue_repair(from, r);
+                        self.queue_own(from);
+                    } else {
+                        self.queue_repair(from, id);
                     }
                 }
             }
@@ -1787,28 +1801,85 @@ impl Gossip {
         }
     }
 
-    fn queue_record(&mut self, to: NodeId, record: SignedRecord) {
-        self.push.entry(to).or_default().records.push(record);
-    }
-
-    fn queue_repair(&mut self, to: NodeId, r: Repair) {
-        match r {
-            Repair::Record(s) => self.queue_record(to, s),
-            Repair::Failed(id, v) => self.push.entry(to).or_default().failed.push((id, v)),
+    fn queue_record(&mut self, to: NodeId, owner: NodeId, version: u64, record: SignedRecord) {
+        let q = self.push.entry(to).or_default();
+        match q.records.get(&owner) {
+            Some((v, _)) if *v >= version => {}
+            _ => {
+                q.records.insert(owner, (version, record));
+            }
         }
     }
 
-    /// Send the pushes collected during this input, cut into messages within
-    /// the count and byte bounds.
+    fn queue_own(&mut self, to: NodeId) {
+        let (me, version, own) = (self.node_id(), self.own.version, self.own_signed.clone());
+        self.queue_record(to, me, version, own);
+    }
+
+    fn queue_failed(&mut self, to: NodeId, id: NodeId, version: u64) {
+        let v = self
+            .push
+            .entry(to)
+            .or_default()
+            .failed
+            .entry(id)
+            .or_insert(version);
+        *v = (*v).max(version);
+    }
+
+    /// Queue what the catalog holds about `id` (a record, a departure or a
+    /// failure notice) for `to`.
+    fn queue_repair(&mut self, to: NodeId, id: NodeId) {
+        match self.catalog.repair(&id) {
+            Some(Repair::Record(s)) => {
+                let version = self.catalog.version_of(&id).unwrap_or(0);
+                self.queue_record(to, id, version, s);
+            }
+            Some(Repair::Failed(id, v)) => self.queue_failed(to, id, v),
+            None => {}
+        }
+    }
+
+    /// `peer` holds what we know about `id` up to `rank`: drop queued pushes
+    /// it would gain nothing from.
+    fn unqueue(&mut self, peer: NodeId, id: &NodeId, rank: u64) {
+        let Some(q) = self.push.get_mut(&peer) else {
+            return;
+        };
+        if q.records
+            .get(id)
+            .is_some_and(|(v, _)| record_rank(*v) <= rank)
+        {
+            q.records.remove(id);
+        }
+        if q.failed.get(id).is_some_and(|v| failure_rank(*v) <= rank) {
+            q.failed.remove(id);
+        }
+    }
+
+    /// An input queued pushes: the next tick is due now.
+    fn defer(&mut self, now_ms: u64) {
+        if self.push.is_empty() {
+            self.push_since = None;
+        } else if self.push_since.is_none() {
+            self.push_since = Some(now_ms);
+        }
+    }
+
+    /// Send the queued pushes, cut into messages within the count and byte
+    /// bounds. Pushes for a peer no longer connected are dropped (sending
+    /// would open a connection; anti-entropy repairs what it missed).
     fn flush(&mut self, out: &mut Vec<Out>) {
+        self.push_since = None;
         let budget = self.config.max_message_bytes - 64;
         for (to, q) in std::mem::take(&mut self.push) {
-            let mut failed = q.failed;
-            failed.sort_unstable();
-            failed.dedup();
+            if !self.connected.contains_key(&to) {
+                continue;
+            }
+            let mut failed: Vec<(NodeId, u64)> = q.failed.into_iter().collect();
             let mut batch: Vec<SignedRecord> = Vec::new();
             let mut size = 0;
-            for record in q.records {
+            for (_, (_, record)) in q.records {
                 let len = record.encoded_len();
                 if !batch.is_empty() && (batch.len() == MAX_RECORDS_PER_MSG || size + len > budget)
                 {
@@ -2158,7 +2229,7 @@ mod tests {
         let p = node(1);
         neighbour(&mut a, &p);
         let v = a.own_record().version;
-        let out = a.on_message(
+        let mut out = a.on_message(
             p.node_id(),
             DiscoveryMsg::V1(DiscoveryV1::Push {
                 records: vec![],
@@ -2166,10 +2237,67 @@ mod tests {
             }),
             NOW_MS + 10,
         );
+        out.extend(a.on_tick(NOW_MS + 10));
         assert!(a.own_record().version > v);
         assert_eq!(a.stats().refutations, 1);
         assert!(sends(&out).iter().any(|(to, m)| *to == p.node_id()
             && matches!(m, DiscoveryV1::Push { records, .. } if records.contains(a.own_signed()))));
+    }
+
+    #[test]
+    fn pushes_wait_for_the_tick_one_message_per_peer_without_moot_records() {
+        let mut a = node(0);
+        let peers: Vec<Gossip> = (1..4).map(node).collect();
+        for p in &peers {
+            neighbour(&mut a, p);
+        }
+        a.on_tick(NOW_MS);
+        let (p1, p2, p3) = (peers[0].node_id(), peers[1].node_id(), peers[2].node_id());
+        let mut q1 = node(4);
+        let q2 = node(5);
+        let push = |records: Vec<SignedRecord>| {
+            DiscoveryMsg::V1(DiscoveryV1::Push {
+                records,
+                failed: vec![],
+            })
+        };
+        let now = NOW_MS + 20;
+        let mut out = a.on_message(p1, push(vec![q1.own_signed().clone()]), now);
+        out.extend(a.on_message(p2, push(vec![q2.own_signed().clone()]), now));
+        // p3 knew q1 already: that version is not sent back to it.
+        out.extend(a.on_message(p3, push(vec![q1.own_signed().clone()]), now));
+        // q1 re-signs before the tick: only the newer version goes out.
+        let local = LocalInfo {
+            software: "newer".into(),
+            ticket: q1.own_record().ticket.clone(),
+            ..LocalInfo::default()
+        };
+        q1.set_local(local, NOW_MS + 10).expect("re-sign");
+        out.extend(a.on_message(p1, push(vec![q1.own_signed().clone()]), now));
+        assert!(
+            !sends(&out)
+                .iter()
+                .any(|(_, m)| matches!(m, DiscoveryV1::Push { .. })),
+            "{out:?}"
+        );
+        assert!(a.poll_timeout().is_some_and(|t| t <= now), "a tick is due");
+        let pushes: BTreeMap<NodeId, Vec<SignedRecord>> = sends(&a.on_tick(now))
+            .into_iter()
+            .filter_map(|(to, m)| match m {
+                DiscoveryV1::Push { records, .. } => Some((to, records)),
+                _ => None,
+            })
+            .fold(BTreeMap::new(), |mut acc, (to, records)| {
+                assert!(!acc.contains_key(&to), "one push per peer");
+                acc.insert(to, records);
+                acc
+            });
+        assert_eq!(pushes.get(&p1), Some(&vec![q2.own_signed().clone()]));
+        assert_eq!(pushes.get(&p2), Some(&vec![q1.own_signed().clone()]));
+        // p3 had the old version of q1 only.
+        let to_p3 = pushes.get(&p3).expect("a push to p3");
+        assert_eq!(to_p3.len(), 2, "{to_p3:?}");
+        assert!(to_p3.contains(q1.own_signed()) && to_p3.contains(q2.own_signed()));
     }
 
     #[test]

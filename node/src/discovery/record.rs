@@ -38,6 +38,7 @@
 //! signature and JSON parse), so garbage and forgeries cost little.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tessella_attestation::identity::{NetworkId, NodeId};
@@ -104,14 +105,37 @@ pub struct PeerRecord {
 
 /// A [`PeerRecord`] as it travels: its exact bytes, the signer's public key
 /// and the signature.
+///
+/// The bytes are shared (`Arc<[u8]>`, encoded exactly as a `Vec<u8>`): a
+/// record is relayed to every active peer and held by catalog, push queues
+/// and messages at once, and a clone should not copy a kilobyte of ticket
+/// each time (in the simulator, n nodes relay n records).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SignedRecord {
     /// postcard encoding of the [`PeerRecord`].
-    pub record_bytes: Vec<u8>,
+    #[serde(with = "shared_bytes")]
+    pub record_bytes: Arc<[u8]>,
     /// The signer's SubjectPublicKeyInfo, DER.
-    pub spki: Vec<u8>,
+    #[serde(with = "shared_bytes")]
+    pub spki: Arc<[u8]>,
     /// Signature over [`RECORD_SIGNING_DOMAIN`] ‖ `record_bytes`.
-    pub signature: Vec<u8>,
+    #[serde(with = "shared_bytes")]
+    pub signature: Arc<[u8]>,
+}
+
+/// Shared bytes on the wire exactly as `Vec<u8>` (a length, then the bytes).
+mod shared_bytes {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(b: &Arc<[u8]>, s: S) -> Result<S::Ok, S::Error> {
+        b[..].serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
+        Vec::<u8>::deserialize(d).map(Arc::from)
+    }
 }
 
 /// A record whose bounds, network, signer, issue time, signature and ticket
@@ -360,9 +384,9 @@ impl SignedRecord {
             .sign(&signing_message(&record_bytes))
             .map_err(RecordError::Sign)?;
         Ok(SignedRecord {
-            record_bytes,
-            spki,
-            signature,
+            record_bytes: record_bytes.into(),
+            spki: spki.into(),
+            signature: signature.into(),
         })
     }
 
@@ -785,8 +809,10 @@ mod tests {
             Err("from_the_future")
         );
         let mut forged = s.clone();
-        let last = forged.signature.len() - 1;
-        forged.signature[last] ^= 1;
+        let mut sig = forged.signature.to_vec();
+        let last = sig.len() - 1;
+        sig[last] ^= 1;
+        forged.signature = sig.into();
         assert_eq!(
             forged.verify(&record_check(), NOW),
             Err(RecordError::BadSignature)
@@ -848,6 +874,26 @@ mod tests {
     }
 
     #[test]
+    fn shared_bytes_travel_exactly_as_byte_vectors() {
+        #[derive(Serialize, Deserialize)]
+        struct Plain {
+            record_bytes: Vec<u8>,
+            spki: Vec<u8>,
+            signature: Vec<u8>,
+        }
+        let (_, _, s) = signed(0);
+        let plain = Plain {
+            record_bytes: s.record_bytes.to_vec(),
+            spki: s.spki.to_vec(),
+            signature: s.signature.to_vec(),
+        };
+        let bytes = postcard::to_allocvec(&s).expect("encodes");
+        assert_eq!(bytes, postcard::to_allocvec(&plain).expect("encodes"));
+        let back: SignedRecord = postcard::from_bytes(&bytes).expect("decodes");
+        assert_eq!(back, s);
+    }
+
+    #[test]
     fn a_record_at_every_bound_fits() {
         let id = identities(1).pop().expect("identity");
         let rec = maximal(&id);
@@ -871,7 +917,7 @@ mod tests {
         let (_, mut rec, s) = signed(0);
         rec.addrs[0].set_port(6666);
         let forged = SignedRecord {
-            record_bytes: postcard::to_allocvec(&rec).expect("encodes"),
+            record_bytes: postcard::to_allocvec(&rec).expect("encodes").into(),
             ..s.clone()
         };
         assert_eq!(
@@ -879,8 +925,10 @@ mod tests {
             Err(RecordError::BadSignature)
         );
         let mut sig = s.clone();
-        let last = sig.signature.len() - 1;
-        sig.signature[last] ^= 1;
+        let mut bytes = sig.signature.to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        sig.signature = bytes.into();
         assert_eq!(
             sig.verify(&record_check(), NOW),
             Err(RecordError::BadSignature)
@@ -899,9 +947,12 @@ mod tests {
         // Hand-made: b's record, a's key and valid signature.
         let record_bytes = postcard::to_allocvec(&rec).expect("encodes");
         let forged = SignedRecord {
-            signature: a.sign(&signing_message(&record_bytes)).expect("signs"),
-            spki: a.spki_der().expect("spki"),
-            record_bytes,
+            signature: a
+                .sign(&signing_message(&record_bytes))
+                .expect("signs")
+                .into(),
+            spki: a.spki_der().expect("spki").into(),
+            record_bytes: record_bytes.into(),
         };
         assert_eq!(
             forged.verify(&record_check(), NOW),
@@ -913,7 +964,7 @@ mod tests {
         // b's record and signature presented with a's key.
         let honest = SignedRecord::sign(&rec, b).expect("signs");
         let swapped = SignedRecord {
-            spki: a.spki_der().expect("spki"),
+            spki: a.spki_der().expect("spki").into(),
             ..honest
         };
         assert!(matches!(
@@ -932,9 +983,9 @@ mod tests {
             [b"tessella-discovery-record-v1".as_slice(), &record_bytes].concat(),
         ] {
             let raw = SignedRecord {
-                signature: id.sign(&message).expect("signs"),
-                spki: id.spki_der().expect("spki"),
-                record_bytes: record_bytes.clone(),
+                signature: id.sign(&message).expect("signs").into(),
+                spki: id.spki_der().expect("spki").into(),
+                record_bytes: record_bytes.clone().into(),
             };
             assert_eq!(
                 raw.verify(&record_check(), NOW),
@@ -1021,9 +1072,12 @@ mod tests {
             // A hand-signed envelope with the same content is refused too.
             let record_bytes = postcard::to_allocvec(&rec).expect("encodes");
             let forged = SignedRecord {
-                signature: id.sign(&signing_message(&record_bytes)).expect("signs"),
-                spki: id.spki_der().expect("spki"),
-                record_bytes,
+                signature: id
+                    .sign(&signing_message(&record_bytes))
+                    .expect("signs")
+                    .into(),
+                spki: id.spki_der().expect("spki").into(),
+                record_bytes: record_bytes.into(),
             };
             let err = forged.verify(&record_check(), NOW).expect_err("refused");
             assert_eq!(err.code(), code, "{err}");
@@ -1047,13 +1101,13 @@ mod tests {
     fn malformed_envelopes_are_refused_without_panicking() {
         let (_, _, s) = signed(0);
         let mut trailing = s.clone();
-        trailing.record_bytes.push(0);
+        trailing.record_bytes = [&s.record_bytes[..], &[0]].concat().into();
         assert_eq!(
             trailing.verify(&record_check(), NOW).map_err(|e| e.code()),
             Err("malformed")
         );
         let garbage = SignedRecord {
-            record_bytes: vec![0xff; 40],
+            record_bytes: vec![0xff; 40].into(),
             ..s.clone()
         };
         assert_eq!(
@@ -1064,21 +1118,21 @@ mod tests {
             (
                 "public key",
                 SignedRecord {
-                    spki: vec![0; MAX_SPKI_LEN + 1],
+                    spki: vec![0; MAX_SPKI_LEN + 1].into(),
                     ..s.clone()
                 },
             ),
             (
                 "signature",
                 SignedRecord {
-                    signature: vec![0; MAX_SIGNATURE_LEN + 1],
+                    signature: vec![0; MAX_SIGNATURE_LEN + 1].into(),
                     ..s.clone()
                 },
             ),
             (
                 "record",
                 SignedRecord {
-                    record_bytes: vec![0; MAX_RECORD_BYTES + 1],
+                    record_bytes: vec![0; MAX_RECORD_BYTES + 1].into(),
                     ..s.clone()
                 },
             ),
@@ -1089,7 +1143,7 @@ mod tests {
             );
         }
         let bad_key = SignedRecord {
-            spki: vec![1, 2, 3],
+            spki: vec![1, 2, 3].into(),
             ..s
         };
         assert!(bad_key.verify(&record_check(), NOW).is_err());
@@ -1103,7 +1157,7 @@ mod tests {
         // (postcard has no optional tail), so never reaches the signature.
         for cut in 0..s.record_bytes.len() {
             let cut_rec = SignedRecord {
-                record_bytes: s.record_bytes[..cut].to_vec(),
+                record_bytes: s.record_bytes[..cut].into(),
                 ..s.clone()
             };
             assert!(cut_rec.peek_unverified().is_err(), "cut at {cut}");

@@ -10,7 +10,9 @@
 //! One *step* is `step_ms` of simulated time: every message sent during a
 //! step is delivered (or lost) at the next, every dial resolves at the next,
 //! then every node ticks. A message hop is therefore one step, which is what
-//! "rounds" count in the figures.
+//! "rounds" count in the figures. A released connection closes one step
+//! later, after the messages queued with the release (a `Disconnect`, an
+//! acceptance, a record) went out, as the transport's release grace does.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -370,12 +372,16 @@ impl Sim {
         }
     }
 
-    /// One step: deliver, connect, close, tick.
+    /// One step: deliver, connect, close (what was released during the
+    /// previous step), tick.
     pub fn step(&mut self) {
         self.now += self.opts.step_ms;
         self.steps += 1;
         self.sent.iter_mut().for_each(|s| *s = 0);
         let now = self.now;
+        // Releases asked for during the last step take effect after the
+        // messages queued with them went out (the transport's grace).
+        let closes = std::mem::take(&mut self.closes);
         for (from, to, msg) in std::mem::take(&mut self.inflight) {
             let lost = self.opts.loss > 0.0
                 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.opts.loss;
@@ -407,7 +413,7 @@ impl Sim {
                 self.handle(a, outs);
             }
         }
-        for (a, b) in std::mem::take(&mut self.closes) {
+        for (a, b) in closes {
             // As the transport: a release closes the connection unless the
             // releasing side holds it again (took the peer back since).
             if self.nodes[a].active().contains(&self.id(b)) {
