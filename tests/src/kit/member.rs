@@ -6,7 +6,10 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
 
 /// A running member process. Killed (SIGKILL) when dropped.
 pub struct Member {
@@ -100,6 +103,27 @@ impl Member {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGSTOP: the process freezes (its sockets stay open, the kernel still
+    /// accepts connections into the listen backlog) until [`Member::cont`].
+    pub fn stop(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    /// SIGCONT: a stopped process runs on.
+    pub fn cont(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    fn signal(&self, sig: Signal) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits i32");
+        signal::kill(Pid::from_raw(pid), sig).unwrap_or_else(|e| panic!("{sig} to {pid}: {e}"));
+    }
 }
 
 impl Drop for Member {
@@ -113,21 +137,107 @@ impl Drop for Member {
 /// status code and body. Minimal blocking HTTP/1.1 (the admin API speaks
 /// it), with a 5 s timeout.
 pub fn http_get(addr: &str, path: &str, token: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes())?;
+    http_request(addr, "GET", path, token, None, Duration::from_secs(5)).map_err(HttpError::into_io)
+}
+
+/// How an [`http_request`] failed.
+#[derive(Debug)]
+pub enum HttpError {
+    /// Nothing was sent: the connection was refused or not made in time, so
+    /// the server cannot have seen the request.
+    NotSent(std::io::Error),
+    /// The request may have reached the server (a timeout, a reset, a
+    /// connection closed without a whole answer): its effect is unknown.
+    Lost(std::io::Error),
+}
+
+impl HttpError {
+    /// The underlying error.
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            HttpError::NotSent(e) | HttpError::Lost(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::NotSent(e) => write!(f, "not sent: {e}"),
+            HttpError::Lost(e) => write!(f, "outcome unknown: {e}"),
+        }
+    }
+}
+
+/// `method path` on a loopback HTTP server with a bearer `token` and an
+/// optional JSON `body`; returns the status code and body. Minimal blocking
+/// HTTP/1.1 on a fresh connection (`Connection: close`); the whole exchange,
+/// connecting included, ends within `timeout`.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(u16, String), HttpError> {
+    use std::io::{Error, ErrorKind, Read as _, Write as _};
+    let deadline = Instant::now() + timeout;
+    let sock: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| HttpError::NotSent(Error::new(ErrorKind::InvalidInput, e)))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, timeout).map_err(HttpError::NotSent)?;
+    let left = || {
+        let d = deadline.saturating_duration_since(Instant::now());
+        if d.is_zero() {
+            Err(HttpError::Lost(Error::new(
+                ErrorKind::TimedOut,
+                "deadline passed",
+            )))
+        } else {
+            Ok(d)
+        }
+    };
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n"
+    )
+    .into_bytes();
+    if let Some(body) = body {
+        req.extend_from_slice(
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body.unwrap_or_default());
+    s.set_write_timeout(Some(left()?))
+        .map_err(HttpError::Lost)?;
+    s.write_all(&req).map_err(HttpError::Lost)?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        s.set_read_timeout(Some(left()?)).map_err(HttpError::Lost)?;
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(HttpError::Lost(e)),
+        }
+    }
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+        .ok_or_else(|| {
+            HttpError::Lost(Error::new(
+                ErrorKind::UnexpectedEof,
+                "the connection closed without a status line",
+            ))
+        })?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())

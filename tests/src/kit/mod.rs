@@ -11,7 +11,8 @@
 //! - [`groups`]: a register machine for Raft group tests and tickets that
 //!   grant `join` and `write` on groups.
 //! - [`member`]: `tessella-node dev --member I` as a child process, to
-//!   `kill -9` and start again.
+//!   `kill -9` and start again or to freeze (SIGSTOP) and thaw (SIGCONT);
+//!   a minimal blocking HTTP client for its admin API.
 
 pub mod cluster;
 pub mod faults;
@@ -20,4 +21,4 @@ pub mod member;
 
 pub use cluster::*;
 pub use groups::{join_all, test_config, RegCmd, RegOut, Registers};
-pub use member::{http_get, Member};
+pub use member::{http_get, http_request, HttpError, Member};
