@@ -438,3 +438,96 @@ async fn a_reader_joining_late_catches_up_through_a_snapshot() {
     r.shutdown().await;
     w.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_entries_replicate_and_a_late_reader_installs_a_large_snapshot() {
+    // Group frames (appends of large entries, snapshot chunks) are bounded
+    // by the groups' `max_frame` (4 MiB), not by the transport's 64 KiB
+    // control frames: both here are well over 64 KiB.
+    let f = Fixture::new("collections-large");
+    let first = node(&f, ticket(&f, &["m"], &[]), None, Vec::new()).await;
+    let boot = vec![first.local_addr()];
+    let mut writers = vec![first];
+    for _ in 1..3 {
+        writers.push(node(&f, ticket(&f, &["m"], &[]), None, boot.clone()).await);
+    }
+    let refs: Vec<&Node> = writers.iter().collect();
+    wait_until(|| full_mesh_catalogs(&refs), "the cluster converges").await;
+    let config = |role| {
+        let mut c = tessella_node::collections::Collections::group_config("m", role);
+        c.snapshot_every = 10;
+        c.keep_logs = 2;
+        c
+    };
+    let mut maps = Vec::new();
+    for w in &writers {
+        maps.push(
+            Map::<u64, String>::open(
+                w.collections(),
+                "m",
+                tessella_node::collections::CollectionRole::Writer,
+                config(tessella_node::collections::CollectionRole::Writer),
+            )
+            .await
+            .expect("map"),
+        );
+    }
+    wait_until(
+        || maps.iter().all(|m| m.status().voters.len() == 3),
+        "three voters",
+    )
+    .await;
+    // 40 entries of 20 KiB values, written eight at a time: each log entry
+    // and each append carries well over 64 KiB.
+    let big = "x".repeat(20 << 10);
+    let mut last = 0;
+    for round in 0..5u64 {
+        let mut tasks = Vec::new();
+        for i in 0..8u64 {
+            let (m, v) = (maps[0].clone(), big.clone());
+            tasks.push(tokio::spawn(
+                async move { m.insert(&(round * 8 + i), &v).await },
+            ));
+        }
+        for t in tasks {
+            let (v, _) = bounded("a large write", t)
+                .await
+                .expect("join")
+                .expect("insert");
+            last = last.max(v);
+        }
+    }
+    for m in &maps {
+        bounded("every voter applies", m.when().reaches(last))
+            .await
+            .expect("reaches");
+    }
+    while maps[0].status().purged == 0 {
+        let v = bounded("a write", maps[0].insert(&0, &big))
+            .await
+            .expect("insert")
+            .0;
+        last = last.max(v);
+    }
+    let reader = node(&f, ticket(&f, &[], &["m"]), None, boot.clone()).await;
+    let mut refs: Vec<&Node> = writers.iter().collect();
+    refs.push(&reader);
+    wait_until(|| full_mesh_catalogs(&refs), "the reader is known").await;
+    let r = Map::<u64, String>::open(
+        reader.collections(),
+        "m",
+        tessella_node::collections::CollectionRole::Reader,
+        config(tessella_node::collections::CollectionRole::Reader),
+    )
+    .await
+    .expect("reader");
+    bounded("the reader catches up", r.when().reaches(last))
+        .await
+        .expect("reaches");
+    assert!(r.status().snapshot > 0, "the reader installed a snapshot");
+    assert_eq!(r.len(Consistency::Local).await.expect("len"), 40);
+    assert_eq!(r.get(&39).await.expect("get"), Some(big));
+    for n in writers.iter().chain([&reader]) {
+        n.shutdown().await;
+    }
+}

@@ -90,6 +90,24 @@ impl Groups {
         Ok(opened)
     }
 
+    /// The largest request frame read from a peer: the largest
+    /// `max_frame` of the groups run here (what their leaders send: appends
+    /// and snapshot chunks up to half of it), at most four times the
+    /// default; the transport's own frame bound without groups. Not the
+    /// transport's bound otherwise: that one sizes control and discovery
+    /// frames (64 KiB by default), and a groups request over it (a snapshot
+    /// chunk, an append of large entries) would be refused forever.
+    fn frame_limit(&self) -> usize {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|c| c.config.max_frame)
+            .max()
+            .unwrap_or_else(|| self.net.max_frame())
+            .min(super::wire::DEFAULT_MAX_FRAME * 4)
+    }
+
     fn get(&self, id: &GroupId) -> Option<Arc<GroupCore>> {
         self.groups
             .read()
@@ -280,10 +298,7 @@ impl Handler {
             return refuse(&mut stream, CloseCode::Shutdown);
         };
         let from = peer.node_id();
-        let max = groups
-            .net
-            .max_frame()
-            .min(super::wire::DEFAULT_MAX_FRAME * 4);
+        let max = groups.frame_limit();
         let read = tokio::time::timeout(
             REQUEST_READ_TIMEOUT,
             wire::read_frame::<_, GroupRequest>(&mut stream.recv, max),
