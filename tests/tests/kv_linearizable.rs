@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tessella_tests::kit::faults::Rng;
-use tessella_tests::kit::{bound, http_request, scaled, wait_for, HttpError, Member};
+use tessella_tests::kit::{bound, free_ports, http_request, scaled, wait_for, HttpError, Member};
 use tessella_tests::lincheck::{History, OpToken, RegOp, RegRet};
 
 const NODES: usize = 3;
@@ -306,23 +306,6 @@ async fn settled_leader(members: &[Option<Member>], token: &str, why: &str) -> u
 
 fn start(dir: &Path, i: usize, quic: u16, admin: u16) -> Member {
     Member::start(dir, NODES, i, quic, admin, scaled(Duration::from_secs(30)))
-}
-
-/// A base port with `n` free UDP and TCP ports from it, picked from this
-/// process's id so parallel test binaries do not collide (as in
-/// node_runtime.rs).
-fn free_ports(n: u16, from: u16) -> u16 {
-    let mut base = from;
-    loop {
-        let free = (0..n).all(|i| {
-            std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok()
-                && std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
-        });
-        if free {
-            return base;
-        }
-        base += 10;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

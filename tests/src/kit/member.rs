@@ -244,3 +244,21 @@ pub fn http_request(
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// The first port from `from` (in steps of 10) with `n` consecutive free
+/// UDP and TCP ports on loopback, for member processes that need fixed
+/// ports. Callers start from a base derived from the process id so that
+/// parallel test binaries do not collide.
+pub fn free_ports(n: u16, from: u16) -> u16 {
+    let mut base = from;
+    loop {
+        let free = (0..n).all(|i| {
+            std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()
+        });
+        if free {
+            return base;
+        }
+        base += 10;
+    }
+}

@@ -21,4 +21,4 @@ pub mod member;
 
 pub use cluster::*;
 pub use groups::{join_all, test_config, RegCmd, RegOut, Registers};
-pub use member::{http_get, http_request, HttpError, Member};
+pub use member::{free_ports, http_get, http_request, HttpError, Member};
