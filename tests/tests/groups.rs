@@ -352,6 +352,66 @@ async fn a_learner_joins_late_and_catches_up_through_a_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_learner_is_heartbeated_rarely_and_still_gets_writes_at_once() {
+    let fixture = Fixture::new("groups-quiet-learner");
+    let nodes = group_cluster(&fixture, 4, &[G]).await;
+    let config = GroupConfig::with_voters(3);
+    let groups = join_all(&nodes[..3], G, &config).await;
+    let leader = elected(&groups).await;
+    let mut learner_config = config.clone();
+    learner_config.role = GroupRole::Learner;
+    let learner = nodes[3]
+        .groups()
+        .join::<Registers>(G, learner_config)
+        .await
+        .expect("join as learner");
+    let id = nodes[3].node_id().to_string();
+    wait_until(
+        || groups[leader].status().learners.contains(&id),
+        "the leader takes the advertiser in as a learner",
+    )
+    .await;
+    write_many(&groups[leader], 1, 1, 1).await;
+    wait_until(
+        || learner.read_local(|m| m.0.get(&1).copied()) == Some(1),
+        "the learner replicates",
+    )
+    .await;
+    // An idle window: the follower hears a heartbeat every 50 ms, the
+    // learner one every `learner_heartbeat` (2 s).
+    let follower = (leader + 1) % 3;
+    let (f0, l0) = (
+        groups[follower].status().raft_requests,
+        learner.status().raft_requests,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (f1, l1) = (
+        groups[follower].status().raft_requests,
+        learner.status().raft_requests,
+    );
+    let (voter_rpcs, learner_rpcs) = (f1 - f0, l1 - l0);
+    assert!(
+        voter_rpcs >= 8,
+        "the follower is heartbeated ({voter_rpcs} requests)"
+    );
+    assert!(
+        learner_rpcs * 4 <= voter_rpcs,
+        "the idle learner got {learner_rpcs} requests, the follower {voter_rpcs}"
+    );
+    // A write and its commit still reach the learner without waiting for
+    // a learner heartbeat.
+    write_many(&groups[leader], 1, 2, 1).await;
+    wait_until(
+        || learner.read_local(|m| m.0.get(&1).copied()) == Some(2),
+        "the learner applies the next write",
+    )
+    .await;
+    for n in &nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_nodes_racing_to_found_a_three_voter_group_form_exactly_one() {
     let fixture = Fixture::new("groups-race");
     let nodes = group_cluster(&fixture, 5, &[G]).await;

@@ -24,6 +24,10 @@ pub struct GroupConfig {
     pub members: Vec<NodeId>,
     /// The leader's heartbeat period.
     pub heartbeat: Duration,
+    /// How often the leader sends a heartbeat that tells a learner nothing
+    /// new. Learners never stand for election; entries and commit index
+    /// changes still reach them at once.
+    pub learner_heartbeat: Duration,
     /// A follower that hears no leader for a random time in this range
     /// starts an election.
     pub election_timeout: (Duration, Duration),
@@ -130,6 +134,7 @@ impl Default for GroupConfig {
             // election timeout's maximum) runs, then waits its own random
             // timeout: a dead leader is replaced in 0.6 to 0.8 s.
             heartbeat: Duration::from_millis(50),
+            learner_heartbeat: Duration::from_secs(2),
             election_timeout: (Duration::from_millis(200), Duration::from_millis(400)),
             snapshot_every: 5000,
             keep_logs: 1000,
@@ -171,6 +176,9 @@ impl GroupConfig {
         let (lo, hi) = self.election_timeout;
         if lo <= self.heartbeat || hi <= lo {
             return Err("election timeout must exceed the heartbeat, min below max".into());
+        }
+        if self.learner_heartbeat < self.heartbeat {
+            return Err("the learner heartbeat must be at least the heartbeat".into());
         }
         if self.max_batch == 0 || self.max_in_flight == 0 || self.queue == 0 {
             return Err("batch, in-flight and queue bounds must be positive".into());

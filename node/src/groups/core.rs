@@ -2,6 +2,7 @@
 //! batcher queue and how to answer a query. The protocol handler, the typed
 //! [`Group`](super::Group) handle and membership upkeep all work through it.
 
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, RaftError};
@@ -40,6 +41,8 @@ pub(crate) struct GroupCore {
     pub promise: tokio::sync::Mutex<Option<Vec<MemberId>>>,
     /// Set when the group stops on this node.
     pub stopped: watch::Sender<bool>,
+    /// Raft requests (appends, votes, snapshot chunks) this member answered.
+    pub raft_requests: AtomicU64,
 }
 
 impl GroupCore {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use openraft::ServerState;
@@ -278,6 +279,9 @@ pub struct GroupStatus {
     pub replication: Vec<MemberProgress>,
     /// The commit index this member knows.
     pub committed: u64,
+    /// Raft requests (appends and heartbeats, votes, snapshot chunks) this
+    /// member has answered since the group started here.
+    pub raft_requests: u64,
 }
 
 /// How far one member has replicated (leader's view).
@@ -328,6 +332,7 @@ pub(crate) fn status_of(core: &GroupCore) -> GroupStatus {
             })
             .unwrap_or_default(),
         committed: committed_index(core),
+        raft_requests: core.raft_requests.load(Ordering::Relaxed),
     }
 }
 

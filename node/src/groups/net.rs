@@ -1,7 +1,8 @@
 //! Raft's network over the node's attested connections: the client half
 //! (openraft's `RaftNetworkFactory`) and one request/response call.
 
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, Timeout, Unreachable,
@@ -11,7 +12,8 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{EmptyNode, RaftNetwork, RaftNetworkFactory};
+use openraft::{EmptyNode, LogId, RaftMetrics, RaftNetwork, RaftNetworkFactory, Vote};
+use tokio::sync::watch;
 
 use super::types::{GroupTypes, MemberId};
 use super::wire::{GroupRequest, GroupResponse};
@@ -68,11 +70,17 @@ pub(crate) async fn call(
     }
 }
 
+/// The group's own Raft metrics, set once its Raft runs: the clients read
+/// the membership from it (the network is built before the Raft it serves).
+pub(crate) type MetricsCell = Arc<OnceLock<watch::Receiver<RaftMetrics<MemberId, EmptyNode>>>>;
+
 /// Makes a [`GroupClient`] per target for one group's Raft.
 pub struct GroupNetwork {
     pub(crate) net: Network,
     pub(crate) group: GroupId,
     pub(crate) max_frame: usize,
+    pub(crate) metrics: MetricsCell,
+    pub(crate) learner_heartbeat: Duration,
 }
 
 impl RaftNetworkFactory<GroupTypes> for GroupNetwork {
@@ -84,6 +92,9 @@ impl RaftNetworkFactory<GroupTypes> for GroupNetwork {
             group: self.group,
             target,
             max_frame: self.max_frame,
+            metrics: self.metrics.clone(),
+            learner_heartbeat: self.learner_heartbeat,
+            quiet: None,
             // Raft talks to its members constantly; do not let the transport
             // close the connection as idle in between.
             _keep: self.net.peer(target.node_id()).keep_alive(),
@@ -97,7 +108,39 @@ pub struct GroupClient {
     group: GroupId,
     target: MemberId,
     max_frame: usize,
+    metrics: MetricsCell,
+    learner_heartbeat: Duration,
+    /// The last heartbeat this target acknowledged, while it stays current.
+    quiet: Option<Quiet>,
     _keep: KeepAlive,
+}
+
+/// An acknowledged heartbeat: the leader's vote, the target's matching log
+/// id and the commit index it carried.
+struct Quiet {
+    vote: Vote<MemberId>,
+    prev: Option<LogId<MemberId>>,
+    commit: Option<LogId<MemberId>>,
+    at: Instant,
+}
+
+impl Quiet {
+    fn of(rpc: &AppendEntriesRequest<GroupTypes>) -> Quiet {
+        Quiet {
+            vote: rpc.vote,
+            prev: rpc.prev_log_id,
+            commit: rpc.leader_commit,
+            at: Instant::now(),
+        }
+    }
+
+    /// Whether `rpc` would tell the target nothing it has not acknowledged.
+    fn repeats(&self, rpc: &AppendEntriesRequest<GroupTypes>) -> bool {
+        rpc.entries.is_empty()
+            && rpc.vote == self.vote
+            && rpc.prev_log_id == self.prev
+            && rpc.leader_commit == self.commit
+    }
 }
 
 fn rpc_error<E: std::error::Error>(e: CallError) -> RPCError<MemberId, EmptyNode, E> {
@@ -122,6 +165,18 @@ fn unexpected<E: std::error::Error>(r: GroupResponse) -> RPCError<MemberId, Empt
 }
 
 impl GroupClient {
+    /// Whether the target is a learner in the current membership. Until the
+    /// metrics are known, every target counts as a voter.
+    fn is_learner(&self) -> bool {
+        self.metrics.get().is_some_and(|m| {
+            !m.borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.target)
+        })
+    }
+
     async fn call(
         &self,
         req: GroupRequest,
@@ -145,11 +200,29 @@ impl RaftNetwork<GroupTypes> for GroupClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<MemberId>, RPCError<MemberId, EmptyNode, RaftError<MemberId>>>
     {
+        // openraft heartbeats learners as often as voters, though a learner
+        // never stands for election and so needs no heartbeat to stay quiet.
+        // A heartbeat that repeats what a learner acknowledged is answered
+        // here, and one is sent only every `learner_heartbeat`: a network of
+        // many readers would otherwise spend most of its idle CPU on them.
+        // Entries and a moved commit index always go out.
+        if let Some(q) = &self.quiet {
+            if q.repeats(&rpc) && q.at.elapsed() < self.learner_heartbeat && self.is_learner() {
+                return Ok(AppendEntriesResponse::Success);
+            }
+        }
+        let heartbeat = rpc.entries.is_empty().then(|| Quiet::of(&rpc));
+        self.quiet = None;
         match self
             .call(GroupRequest::Append(self.group, rpc), &option)
             .await
         {
-            Ok(GroupResponse::Append(r)) => Ok(r),
+            Ok(GroupResponse::Append(r)) => {
+                if matches!(r, AppendEntriesResponse::Success) {
+                    self.quiet = heartbeat;
+                }
+                Ok(r)
+            }
             Ok(other) => Err(unexpected(other)),
             Err(e) => Err(rpc_error(e)),
         }

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use super::error::GroupError;
 use super::forming::{self, Answer};
 use super::group::{status_of, Group, GroupStatus};
 use super::machine::Machine;
-use super::net::GroupNetwork;
+use super::net::{GroupNetwork, MetricsCell};
 use super::store::{decode, encode, key, GroupDb, LogStore};
 use super::types::{MemberId, Raft};
 use super::upkeep;
@@ -153,14 +154,18 @@ impl Groups {
         let storage = |e: String| GroupError::Storage(e);
         let store = M::open(db.clone(), id).map_err(|e| GroupError::Storage(e.to_string()))?;
         let log = LogStore::named(db.clone(), id, name);
+        let metrics = MetricsCell::default();
         let network = GroupNetwork {
             net: self.net.clone(),
             group: id,
             max_frame: config.max_frame,
+            metrics: metrics.clone(),
+            learner_heartbeat: config.learner_heartbeat,
         };
         let raft = Raft::new(me, Arc::new(raft_config), network, log, store.clone())
             .await
             .map_err(|e| GroupError::Storage(e.to_string()))?;
+        let _ = metrics.set(raft.metrics());
         let promise: Option<Vec<MemberId>> = match db.meta(&id, key::PROMISE).map_err(storage)? {
             Some(b) => Some(decode(&b).map_err(storage)?),
             None => None,
@@ -194,6 +199,7 @@ impl Groups {
             query,
             promise: tokio::sync::Mutex::new(promise),
             stopped: watch::channel(false).0,
+            raft_requests: AtomicU64::new(0),
         });
         {
             let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
@@ -353,6 +359,12 @@ impl Handler {
             }
         }
         let kind = req.kind();
+        if matches!(
+            req,
+            GroupRequest::Append(..) | GroupRequest::Vote(..) | GroupRequest::Snapshot(..)
+        ) {
+            core.raft_requests.fetch_add(1, Ordering::Relaxed);
+        }
         let resp = answer(&groups, &core, MemberId::from(from), req).await;
         metrics::counter!("tessella_group_requests_total", "group" => core.name.clone(), "kind" => kind)
             .increment(1);
